@@ -1,0 +1,136 @@
+"""The query-strategy contract: :class:`PoolView` in, pool indices out.
+
+A strategy is a pure function of tensors. It sees the model's view of the unlabeled pool
+(probabilities, optionally embeddings) and, where it needs them, the labeled items and the
+labels the pool already holds. It never sees an oracle.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from lbench.errors import BudgetError, ConfigError
+
+__all__ = ["PoolView", "QueryStrategy"]
+
+
+@dataclass(frozen=True)
+class PoolView:
+    """What a strategy may look at.
+
+    Attributes:
+        index: ``[n_u]`` int64 global pool indices of the unlabeled candidates.
+        probs: ``[n_u, K]`` predicted class probabilities of the candidates.
+        embeddings: ``[n_u, d]`` penultimate-layer (or cached) embeddings of the candidates.
+        labeled_index: ``[n_l]`` global pool indices of the labeled items.
+        labeled_labels: ``[n_l]`` int64 labels the pool holds for them.
+        labeled_embeddings: ``[n_l, d]`` their embeddings.
+        labeled_probs: ``[n_l, K]`` the model's probabilities on them.
+    """
+
+    index: Tensor
+    probs: Tensor
+    embeddings: Tensor | None = None
+    labeled_index: Tensor | None = None
+    labeled_labels: Tensor | None = None
+    labeled_embeddings: Tensor | None = None
+    labeled_probs: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        n = self.index.shape[0]
+        if self.index.dim() != 1:
+            raise ValueError(f"PoolView.index must be 1-D, got shape {tuple(self.index.shape)}")
+        if self.probs.dim() != 2 or self.probs.shape[0] != n:
+            raise ValueError(f"PoolView.probs must be [{n}, K], got {tuple(self.probs.shape)}")
+        if self.embeddings is not None and (self.embeddings.dim() != 2 or self.embeddings.shape[0] != n):
+            raise ValueError(f"PoolView.embeddings must be [{n}, d], got {tuple(self.embeddings.shape)}")
+        if self.labeled_index is not None:
+            m = self.labeled_index.shape[0]
+            for name in ("labeled_labels", "labeled_embeddings", "labeled_probs"):
+                t = getattr(self, name)
+                if t is not None and t.shape[0] != m:
+                    raise ValueError(f"PoolView.{name} must have {m} rows, got {t.shape[0]}")
+
+    @property
+    def num_unlabeled(self) -> int:
+        """Number of candidates."""
+        return int(self.index.shape[0])
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes K."""
+        return int(self.probs.shape[1])
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the candidate tensors."""
+        return self.probs.device
+
+
+class QueryStrategy(ABC):
+    """Base class of query strategies (random, margin, BADGE, ...).
+
+    Subclasses take their hyper-parameters as typed keyword arguments of ``__init__`` (the
+    config schema) and implement :meth:`_select`, which returns row positions into the view.
+    :meth:`select` validates the budget and maps positions to global pool indices.
+
+    Attributes:
+        requires_embeddings: The strategy reads ``view.embeddings``.
+        requires_labeled: The strategy reads the labeled part of the view.
+    """
+
+    requires_embeddings: bool = False
+    requires_labeled: bool = False
+
+    @property
+    def name(self) -> str:
+        """Arm name used in results: the class name in snake case (``Margin`` -> ``margin``)."""
+        return re.sub(r"(?<!^)(?=[A-Z])", "_", type(self).__name__).lower()
+
+    def select(self, view: PoolView, budget: int, generator: torch.Generator | None = None) -> Tensor:
+        """Choose ``budget`` distinct unlabeled items.
+
+        Args:
+            view: The pool as the model sees it.
+            budget: How many items to choose (> 0).
+            generator: Source of randomness; the result is deterministic given its seed.
+
+        Returns:
+            ``[budget]`` int64 global pool indices, a subset of ``view.index`` (all of it,
+            with a warning, when fewer than ``budget`` candidates are left).
+
+        Raises:
+            BudgetError: ``budget`` is not positive.
+            ConfigError: The view lacks tensors the strategy needs.
+        """
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget <= 0:
+            raise BudgetError(f"budget must be a positive integer, got {budget!r}")
+        if self.requires_embeddings and view.embeddings is None:
+            raise ConfigError(f"query strategy {self.name!r} needs embeddings, but the pool view has none")
+        if self.requires_labeled and (view.labeled_index is None or view.labeled_labels is None):
+            raise ConfigError(f"query strategy {self.name!r} needs the labeled set, but the pool view has none")
+        n_u = view.num_unlabeled
+        if n_u == 0:
+            warnings.warn("no unlabeled items are left; nothing selected", stacklevel=2)
+            return view.index.new_empty(0)
+        if budget > n_u:
+            warnings.warn(f"budget {budget} exceeds the {n_u} unlabeled items left; selecting all of them", stacklevel=2)
+            budget = n_u
+        if generator is None:
+            generator = torch.Generator().manual_seed(0)
+        positions = self._select(view, budget, generator).to(device=view.index.device, dtype=torch.long)
+        return view.index[positions]
+
+    @abstractmethod
+    def _select(self, view: PoolView, budget: int, generator: torch.Generator) -> Tensor:
+        """Return ``budget`` distinct row positions into ``view`` (0 < budget <= n_u)."""
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({params})"
