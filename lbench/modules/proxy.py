@@ -63,7 +63,6 @@ class ProxyClassifier(L.LightningModule):
         self.dropout = nn.Dropout(self.hparams.dropout)
         self.head = nn.Linear(h or d, k)
         self.test_metrics = classification_metrics(k, prefix="test/")
-        self.val_metrics = classification_metrics(k, prefix="val/")
 
     def features(self, x: Tensor) -> Tensor:
         """Penultimate features (the input of the last linear layer)."""
@@ -80,11 +79,6 @@ class ProxyClassifier(L.LightningModule):
         loss = F.cross_entropy(self(batch["x"]), batch["y"])
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["y"]))
         return loss
-
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        """Validation metrics."""
-        self.val_metrics.update(self(batch["x"]).argmax(1), batch["y"])
-        self.log_dict(self.val_metrics, batch_size=len(batch["y"]))
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         """Test metrics (accuracy, balanced accuracy, macro F1)."""

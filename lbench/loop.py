@@ -1,0 +1,135 @@
+"""ActiveLoop: the callback that turns ``trainer.predict`` over the pool into a selection.
+
+It collects ``(index, probs, embeddings)`` from every predict batch, gathers the rows of all
+ranks (padding uneven shards), runs the query strategy on rank 0 and broadcasts the chosen
+pool indices, so every rank ends with the same ``selected`` tensor.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+from torch import Tensor
+from typing_extensions import override
+
+from lbench.errors import ConfigError
+from lbench.pool import LabelPool
+from lbench.strategies.base import PoolView, QueryStrategy
+
+__all__ = ["ActiveLoop", "gather_rows"]
+
+
+def gather_rows(trainer: L.Trainer, rows: dict[str, Tensor]) -> dict[str, Tensor]:
+    """All-gather per-rank rows of possibly different lengths (pads with ``index = -1``).
+
+    Args:
+        trainer: A trainer inside a live strategy.
+        rows: Tensors with the same first dimension, including ``index``.
+
+    Returns:
+        The rows of all ranks, padding dropped, sorted by ``index``.
+    """
+    if trainer.world_size > 1:
+        strategy = trainer.strategy
+        n = torch.tensor([len(rows["index"])], device=rows["index"].device)
+        m = int(strategy.all_gather(n).max())
+        padded = {}
+        for k, v in rows.items():
+            pad = v.new_full((m - len(v), *v.shape[1:]), -1 if k == "index" else 0)
+            g = strategy.all_gather(torch.cat([v, pad]))
+            padded[k] = g.reshape(-1, *v.shape[1:])
+        keep = padded["index"] >= 0
+        rows = {k: v[keep] for k, v in padded.items()}
+    order = torch.argsort(rows["index"])
+    index = rows["index"][order]
+    dup = torch.zeros_like(index, dtype=torch.bool)
+    dup[1:] = index[1:] == index[:-1]  # padded samplers may repeat items
+    return {k: v[order][~dup] for k, v in rows.items()}
+
+
+class ActiveLoop(Callback):
+    """Select the next batch at the end of ``trainer.predict`` over the pool.
+
+    The predict step must return a dict with ``index`` (global pool indices), ``probs`` and,
+    for strategies that need them, ``embeddings``. The pool is read from ``pool`` or the
+    DataModule's ``pool`` attribute.
+
+    Args:
+        query: The query strategy.
+        budget: Number of items to select.
+        seed: Seed of the strategy's generator (the same on every rank).
+        pool: The label pool (None = ``trainer.datamodule.pool``).
+
+    Attributes:
+        selected: ``[budget]`` chosen pool indices (on CPU) after predict, on every rank.
+        view: The :class:`PoolView` the strategy saw (rank 0 only; None elsewhere).
+        select_seconds: Time the strategy took.
+    """
+
+    def __init__(self, query: QueryStrategy, budget: int, seed: int = 0, pool: LabelPool | None = None) -> None:
+        self.query = query
+        self.budget = budget
+        self.seed = seed
+        self.pool = pool
+        self.selected: Tensor | None = None
+        self.view: PoolView | None = None
+        self.select_seconds = 0.0
+        self._rows: list[dict[str, Tensor]] = []
+
+    @override
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._rows, self.selected, self.view = [], None, None
+
+    @override
+    def on_predict_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if not isinstance(outputs, dict) or "index" not in outputs or "probs" not in outputs:
+            raise ConfigError("ActiveLoop needs predict_step to return a dict with 'index' and 'probs'")
+        self._rows.append({k: outputs[k].detach() for k in ("index", "probs", "embeddings") if k in outputs})
+
+    @override
+    def on_predict_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        pool = self.pool if self.pool is not None else getattr(trainer.datamodule, "pool", None)
+        if pool is None:
+            raise ConfigError("ActiveLoop needs a LabelPool (pass pool= or give the DataModule a pool)")
+        keys = self._rows[0].keys() if self._rows else ("index", "probs")
+        rows = {k: torch.cat([r[k] for r in self._rows]) for k in keys}
+        rows = gather_rows(trainer, rows)
+        self._rows = []
+        picked = torch.empty(0, dtype=torch.long)
+        if trainer.is_global_zero:
+            t0 = time.perf_counter()
+            self.view = make_view(rows, pool)
+            gen = torch.Generator().manual_seed(self.seed)
+            picked = self.query.select(self.view, self.budget, generator=gen).cpu()
+            self.select_seconds = time.perf_counter() - t0
+        picked = trainer.strategy.broadcast(picked, src=0)
+        self.selected = torch.as_tensor(picked, dtype=torch.long).cpu()
+
+
+def make_view(rows: dict[str, Tensor], pool: LabelPool) -> PoolView:
+    """Split gathered pool rows into the unlabeled candidates and the labeled part."""
+    index = rows["index"].long()
+    labels = pool.labels.to(index.device)[index]
+    lab = labels >= 0
+    emb = rows.get("embeddings")
+    return PoolView(
+        index=index[~lab],
+        probs=rows["probs"][~lab].float(),
+        embeddings=None if emb is None else emb[~lab].float(),
+        labeled_index=index[lab],
+        labeled_labels=labels[lab],
+        labeled_embeddings=None if emb is None else emb[lab].float(),
+        labeled_probs=rows["probs"][lab].float(),
+    )

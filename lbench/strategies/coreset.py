@@ -1,0 +1,157 @@
+"""Coreset (Sener & Savarese, 2018): greedy k-center selection in embedding space.
+
+Each pick takes the candidate farthest (Euclidean) from everything labeled or picked so far. The
+running minimum of the squared distance to that set starts from the labeled embeddings (computed in
+``chunk_size x chunk_size`` tiles, or by faiss' exact 1-NN search on CPU when it is installed) and is
+updated with one ``O(n d)`` pass per pick via ``||a||² + ||b||² - 2 a·b``.
+
+Ties go to the lowest row position (``argmax``). Without a labeled set, the first center is drawn
+uniformly at random from the generator: there is nothing to be far from yet, and a fixed rule (say
+the point nearest the mean) would always start from the same item.
+
+Memory, on top of the inputs: a float32 copy of the embeddings only when they are not already
+contiguous float32 (or float64), three length-``n`` vectors and tiles of at most ``chunk_size²``
+values in the initial pass.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from lbench._faiss import get_faiss, require_faiss
+from lbench.errors import ConfigError
+from lbench.strategies.base import PoolView, QueryStrategy
+
+__all__ = ["Coreset", "k_center_greedy", "min_sq_dist_to_set"]
+
+_DEFAULT_CHUNK = 4096
+
+
+def _as_compute(x: Tensor, device: torch.device | None = None) -> Tensor:
+    """``x`` as a contiguous float32 tensor (float64 stays float64), without copying when it already is."""
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    return x.to(device=device or x.device, dtype=dtype).contiguous()
+
+
+def min_sq_dist_to_set(
+    x: Tensor, ref: Tensor, chunk_size: int | None = None, use_faiss: bool | None = None
+) -> Tensor:
+    """Squared Euclidean distance from every row of ``x`` to its nearest row of ``ref``.
+
+    Args:
+        x: ``[n, d]`` query points.
+        ref: ``[m, d]`` reference points (``m > 0``).
+        chunk_size: Tile side of the torch path (``None``: 4096); temporaries hold ``chunk_size²`` values.
+        use_faiss: ``True``: faiss exact 1-NN (CUDA tensors go through host memory); ``False``: torch
+            tiles; ``None``: faiss when it is installed and ``x`` is on the CPU.
+
+    Returns:
+        ``[n]`` squared distances (clamped at 0), dtype of ``x`` after :func:`_as_compute`.
+    """
+    x = _as_compute(x)
+    ref = _as_compute(ref, x.device).to(x.dtype)
+    if ref.shape[0] == 0 or ref.shape[1] != x.shape[1]:
+        raise ValueError(f"reference set must be [m > 0, {x.shape[1]}], got {tuple(ref.shape)}")
+    if use_faiss is None:
+        use_faiss = get_faiss() is not None and x.device.type == "cpu"
+    if use_faiss:
+        faiss = require_faiss()
+        xq = x.detach().cpu().float().contiguous()
+        xb = ref.detach().cpu().float().contiguous()
+        dist, _ = faiss.knn(xq, xb, 1)
+        return dist[:, 0].to(device=x.device, dtype=x.dtype).clamp_min_(0.0)
+    size = chunk_size or _DEFAULT_CHUNK
+    ref_norm = ref.square().sum(dim=1)
+    out = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
+    for s in range(0, x.shape[0], size):
+        xc = x[s : s + size]
+        best = torch.full((xc.shape[0],), float("inf"), dtype=x.dtype, device=x.device)
+        for r in range(0, ref.shape[0], size):
+            tile = torch.addmm(ref_norm[None, r : r + size], xc, ref[r : r + size].T, alpha=-2.0)
+            torch.minimum(best, tile.amin(dim=1), out=best)
+        out[s : s + size] = best.add_(xc.square().sum(dim=1)).clamp_min_(0.0)
+    return out
+
+
+def k_center_greedy(
+    embeddings: Tensor,
+    labeled_embeddings: Tensor | None,
+    budget: int,
+    chunk_size: int | None = None,
+    use_faiss: bool | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Greedy k-center: repeatedly take the candidate farthest from the labeled and chosen points.
+
+    Args:
+        embeddings: ``[n, d]`` candidate embeddings (CPU or CUDA).
+        labeled_embeddings: ``[m, d]`` embeddings of the labeled set, or ``None``/empty.
+        budget: Number of picks, ``0 < budget <= n``.
+        chunk_size: Tile side of the initial distance pass (see :func:`min_sq_dist_to_set`).
+        use_faiss: Use faiss for the initial pass (see :func:`min_sq_dist_to_set`).
+        generator: Draws the first center when there is no labeled set (default: seed 0).
+
+    Returns:
+        ``[budget]`` int64 distinct row positions in the order picked, on the device of ``embeddings``.
+
+    Raises:
+        ValueError: ``budget`` is out of range or the shapes do not match.
+    """
+    n = embeddings.shape[0]
+    if not 0 < budget <= n:
+        raise ValueError(f"budget must be in [1, {n}], got {budget}")
+    x = _as_compute(embeddings)
+    x_norm = x.square().sum(dim=1)
+    picks: list[int] = []
+    if labeled_embeddings is not None and labeled_embeddings.shape[0] > 0:
+        min_sq = min_sq_dist_to_set(x, labeled_embeddings, chunk_size, use_faiss)
+    else:
+        if generator is None:
+            generator = torch.Generator().manual_seed(0)
+        first = int(torch.randint(n, (), generator=generator, device=generator.device).item())
+        picks.append(first)
+        min_sq = torch.addmv(x_norm, x, x[first], alpha=-2.0).add_(x_norm[first]).clamp_min_(0.0)
+        min_sq[first] = -1.0
+    dist = torch.empty_like(min_sq)
+    while len(picks) < budget:
+        idx = int(torch.argmax(min_sq).item())
+        picks.append(idx)
+        if len(picks) == budget:
+            break
+        torch.addmv(x_norm, x, x[idx], alpha=-2.0, out=dist)
+        dist.add_(x_norm[idx]).clamp_min_(0.0)
+        torch.minimum(min_sq, dist, out=min_sq)
+        min_sq[idx] = -1.0  # chosen: below every distance, never the argmax again
+    return torch.tensor(picks, dtype=torch.long, device=embeddings.device)
+
+
+class Coreset(QueryStrategy):
+    """Coreset selection: greedy k-center over the candidates' embeddings.
+
+    Uses ``view.labeled_embeddings`` as the initial centers when the view has them; otherwise the
+    first center is drawn at random from the generator.
+
+    Args:
+        chunk_size: Tile side of the initial distance pass to the labeled set.
+        use_faiss: faiss for that pass: ``None`` (auto: when installed and on CPU), ``True`` or ``False``.
+    """
+
+    requires_embeddings = True
+
+    def __init__(self, chunk_size: int = _DEFAULT_CHUNK, use_faiss: bool | None = None) -> None:
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size <= 0:
+            raise ConfigError(f"Coreset chunk_size must be a positive integer, got {chunk_size!r}")
+        self.chunk_size = chunk_size
+        self.use_faiss = use_faiss
+
+    def _select(self, view: PoolView, budget: int, generator: torch.Generator) -> Tensor:
+        assert view.embeddings is not None  # checked by select()
+        return k_center_greedy(
+            view.embeddings,
+            view.labeled_embeddings,
+            budget,
+            chunk_size=self.chunk_size,
+            use_faiss=self.use_faiss,
+            generator=generator,
+        )
