@@ -75,7 +75,9 @@ def gradient_factors(
         (float64 for float64 storage).
     """
     if probs.dim() != 2 or embeddings.dim() != 2 or probs.shape[0] != embeddings.shape[0]:
-        raise ValueError(f"probs [n, K] and embeddings [n, d] expected, got {tuple(probs.shape)}, {tuple(embeddings.shape)}")
+        raise ValueError(
+            f"probs [n, K] and embeddings [n, d] expected, got {tuple(probs.shape)}, {tuple(embeddings.shape)}"
+        )
     if probs.device != embeddings.device:
         raise ValueError(f"probs are on {probs.device} but embeddings on {embeddings.device}")
     sd = storage_dtype or torch.float32

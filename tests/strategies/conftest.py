@@ -1,0 +1,20 @@
+import torch
+
+from lbench.strategies.base import PoolView
+
+
+def make_view(n=40, k=4, d=8, n_labeled=6, seed=0, offset=1000):
+    """A view whose global indices are not 0..n-1 (so position/index mix-ups fail)."""
+    g = torch.Generator().manual_seed(seed)
+    probs = torch.softmax(torch.randn(n, k, generator=g) * 2, dim=1)
+    emb = torch.randn(n, d, generator=g)
+    index = offset + 3 * torch.randperm(n, generator=g)
+    return PoolView(
+        index=index,
+        probs=probs,
+        embeddings=emb,
+        labeled_index=torch.arange(n_labeled),
+        labeled_labels=torch.arange(n_labeled) % k,
+        labeled_embeddings=torch.randn(n_labeled, d, generator=g),
+        labeled_probs=torch.softmax(torch.randn(n_labeled, k, generator=g), dim=1),
+    )
