@@ -14,18 +14,14 @@ __all__ = ["HAS_FAISS", "HAS_FAISS_GPU", "get_faiss", "require_faiss"]
 _INSTALL_HINT = 'faiss is not installed: pip install "lbench[cpu]" (faiss-cpu) or "lbench[gpu]" (faiss-gpu)'
 
 try:
-    import torch  # noqa: F401  (import torch before faiss: OpenMP load order)
-
     import faiss as _faiss
-
     import faiss.contrib.torch_utils  # noqa: F401  (torch tensors in and out)
+    import torch  # noqa: F401  (import torch before faiss: OpenMP load order)
 except ImportError:  # pragma: no cover - depends on the install
     _faiss = None
 
 HAS_FAISS: bool = _faiss is not None
-HAS_FAISS_GPU: bool = bool(
-    _faiss is not None and hasattr(_faiss, "StandardGpuResources") and _faiss.get_num_gpus() > 0
-)
+HAS_FAISS_GPU: bool = bool(_faiss is not None and hasattr(_faiss, "StandardGpuResources") and _faiss.get_num_gpus() > 0)
 
 
 def get_faiss() -> ModuleType | None:

@@ -137,7 +137,9 @@ class EmbeddingCache:
         encoder = encoder.to(device).eval()
         subset = torch.utils.data.Subset(split, range(done, len(split)))
         loader = DataLoader(subset, batch_size=self.batch_size, shuffle=False)
-        bar = tqdm(total=len(split), initial=done, desc=f"embedding {split.name}", disable=not self.progress, unit="img")
+        bar = tqdm(
+            total=len(split), initial=done, desc=f"embedding {split.name}", disable=not self.progress, unit="img"
+        )
         for b, (images, _, index) in enumerate(loader):
             z = encoder.encode(images.to(device)).float().cpu().numpy()
             array[0, int(index[0]) : int(index[-1]) + 1] = z.astype(np.float16)

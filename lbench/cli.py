@@ -143,7 +143,9 @@ def _write_selection(path: Path, loop: ActiveLoop, datamodule: EmbeddingDataModu
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["rank", "index", "id", "predicted", "confidence", "margin"])
-    for r, (i, p, c, m) in enumerate(zip(loop.selected.tolist(), pred.tolist(), conf.tolist(), margin.tolist())):
+    for r, (i, p, c, m) in enumerate(
+        zip(loop.selected.tolist(), pred.tolist(), conf.tolist(), margin.tolist(), strict=True)
+    ):
         w.writerow([r, i, datamodule.pool_split.item_id(i), names[p] if names else p, f"{c:.6f}", f"{m:.6f}"])
     atomic_write(path, lambda f: f.write(buf.getvalue().encode("utf-8")))
 
@@ -164,11 +166,30 @@ class LbenchCLI(LightningCLI):
 
 _NOISE = (
     ".*LeafSpec.*",
+    ".*args parameter is intended.*",
     ".*smaller than the logging interval.*",
     ".*does not have many workers.*",
     ".*tensorboardX.*",
     ".*but have no `val_dataloader`.*",
 )
+
+
+def _explain(message: str) -> str:
+    """Shorten jsonargparse's nested union errors to the part a user can act on."""
+    m = re.search(
+        r"Problem with given class_path '([^']+)':\s*(.*?)(?:\s+- Expected a <class 'NoneType'>|$)", message, re.S
+    )
+    if m:
+        key = message.split('"')[1] if message.count('"') >= 2 else "config"
+        return f"{key}: {m.group(1)}: {m.group(2).strip()}"
+    if "import path" in message:
+        known = ", ".join(sorted(_strategy_names()))
+        return f"{message} (query strategies: {known}; or give a full class path)"
+    return message
+
+
+def _strategy_names() -> list[str]:
+    return [n for n in lbench.strategies.__all__ if n not in ("PoolView", "QueryStrategy")]
 
 
 def _one_line(message: str) -> str:
@@ -201,6 +222,11 @@ def main(args: list[str] | None = None) -> int:
         print(f"lbench: error: {_one_line(str(e))}", file=sys.stderr)
         return 2
     except ArgumentError as e:
-        print(f"lbench: error: {_one_line(str(e))}", file=sys.stderr)
+        print(f"lbench: error: {_one_line(_explain(str(e)))}", file=sys.stderr)
         return 2
     return 0
+
+
+def main_exit() -> None:
+    """Console-script entry point (``lbench ...``)."""
+    sys.exit(main())

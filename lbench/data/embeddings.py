@@ -1,5 +1,4 @@
-"""EmbeddingDataModule: serves the labeled part of a pool, the whole pool and the test split as
-cached embeddings.
+"""EmbeddingDataModule: the labeled set, the whole pool and the test split, as cached embeddings.
 
 Batches are dicts: ``{"x": [B, D] float32, "y": [B] int64, "index": [B] int64}``. Training
 batches carry the labels the :class:`~lbench.pool.LabelPool` holds (never ground truth); test

@@ -60,7 +60,9 @@ class EfficientNetLite0Encoder(Encoder):
         self.image_size = image_size
         self.features = features
         self.model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
-        self.weights_path = None if weights == "none" else (packaged_weights_path() if weights == "packaged" else weights)
+        self.weights_path = (
+            None if weights == "none" else (packaged_weights_path() if weights == "packaged" else weights)
+        )
         if self.weights_path is not None:
             self._load(self.weights_path)
         self.model.eval().requires_grad_(False)

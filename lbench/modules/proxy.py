@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -94,7 +92,3 @@ class ProxyClassifier(L.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """AdamW."""
         return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Record the inferred sizes so the checkpoint rebuilds the same head."""
-        checkpoint["hyper_parameters"] = dict(self.hparams)

@@ -120,7 +120,9 @@ class QueryStrategy(ABC):
             warnings.warn("no unlabeled items are left; nothing selected", stacklevel=2)
             return view.index.new_empty(0)
         if budget > n_u:
-            warnings.warn(f"budget {budget} exceeds the {n_u} unlabeled items left; selecting all of them", stacklevel=2)
+            warnings.warn(
+                f"budget {budget} exceeds the {n_u} unlabeled items left; selecting all of them", stacklevel=2
+            )
             budget = n_u
         if generator is None:
             generator = torch.Generator().manual_seed(0)

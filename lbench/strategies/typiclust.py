@@ -36,23 +36,25 @@ def _sq_dists(x: Tensor, y: Tensor, x_sq: Tensor | None = None) -> Tensor:
     return (x_sq.unsqueeze(1) - 2 * x @ y.T + y.pow(2).sum(1)).clamp_min(0)
 
 
-def _kmeans_pp(x: Tensor, n_clusters: int, generator: torch.Generator, chunk: int) -> Tensor:
+def _kmeans_pp(x: Tensor, n_clusters: int, generator: torch.Generator) -> Tensor:
     """k-means++ seeding (D^2 sampling); returns ``[n_clusters, d]`` initial centroids."""
     n = x.shape[0]
-    first = int(torch.randint(n, (1,), generator=generator))
-    centers = [first]
     x_sq = x.pow(2).sum(1)
-    best = _sq_dists(x, x[first : first + 1], x_sq).squeeze(1)
-    for _ in range(1, n_clusters):
-        weights = best.double().cpu()
-        if float(weights.sum()) <= 0:  # all remaining points coincide with centers: take unused ones
-            used = torch.zeros(n, dtype=torch.bool)
-            used[centers] = True
-            weights = (~used).double()
-        nxt = int(torch.multinomial(weights, 1, generator=generator))
-        centers.append(nxt)
-        best = torch.minimum(best, _sq_dists(x, x[nxt : nxt + 1], x_sq).squeeze(1))
-    return x[torch.tensor(centers, device=x.device)].clone()
+    centers = torch.empty(n_clusters, dtype=torch.long, device=x.device)
+    centers[0] = int(torch.randint(n, (1,), generator=generator))
+    best = torch.full((n,), torch.inf, dtype=torch.float64, device=x.device)
+    for i in range(1, n_clusters):
+        c = x[centers[i - 1]]
+        best = torch.minimum(best, (x_sq - 2 * torch.mv(x, c) + c.dot(c)).clamp_min(0).double())
+        cum = best.cumsum(0)
+        if float(cum[-1]) <= 0:  # every point coincides with a center: take the first unused ones
+            unused = torch.ones(n, dtype=torch.bool, device=x.device)
+            unused[centers[:i]] = False
+            centers[i:] = unused.nonzero().squeeze(1)[: n_clusters - i]
+            break
+        r = torch.rand(1, generator=generator, dtype=torch.float64).to(x.device) * cum[-1]
+        centers[i] = torch.searchsorted(cum, r, right=True).clamp_max(n - 1)
+    return x[centers].clone()
 
 
 def _kmeans_torch(x: Tensor, centroids: Tensor, n_iter: int, chunk: int) -> Tensor:
@@ -89,7 +91,7 @@ def kmeans(x: Tensor, n_clusters: int, generator: torch.Generator, n_iter: int =
     """
     x = x.float()
     chunk = 4096
-    init = _kmeans_pp(x, n_clusters, generator, chunk)
+    init = _kmeans_pp(x, n_clusters, generator)
     faiss = get_faiss() if use_faiss and x.device.type == "cpu" else None
     if faiss is None:
         return _kmeans_torch(x, init, n_iter, chunk)
@@ -100,12 +102,14 @@ def kmeans(x: Tensor, n_clusters: int, generator: torch.Generator, n_iter: int =
     return torch.as_tensor(ids[:, 0], dtype=torch.long)
 
 
-def typicality(x: Tensor, k_nn: int = 20, chunk: int = 4096) -> Tensor:
+def typicality(x: Tensor, k_nn: int = 20, chunk: int | None = None) -> Tensor:
     """Typicality of each row among the others: ``1 / mean distance to its k nearest``.
 
-    ``k = min(k_nn, len(x) // 2)``; a lone point (``k = 0``) gets ``inf``.
+    ``k = min(k_nn, len(x) // 2)``; a lone point (``k = 0``) gets ``inf``. Distances are computed
+    ``chunk`` rows at a time (default: about 2**24 distances per chunk).
     """
     n = x.shape[0]
+    chunk = chunk or max(1, 2**24 // max(n, 1))
     k = min(k_nn, n // 2)
     if k == 0:
         return torch.full((n,), torch.inf, device=x.device)

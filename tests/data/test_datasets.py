@@ -39,13 +39,15 @@ def test_fashion_mnist_reads_idx_files_written_here(tmp_path):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, size=(30, 28, 28), dtype=np.uint8)
     labels = rng.integers(0, 10, size=30, dtype=np.uint8)
-    for split, (img_name, lab_name) in {
+    for img_name, lab_name in [, lab_name) in {
         "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
         "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
     }.items():
         head = (2051).to_bytes(4, "big") + (30).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2
         (tmp_path / img_name).write_bytes(gzip.compress(head + images.tobytes()))
-        (tmp_path / lab_name).write_bytes(gzip.compress((2049).to_bytes(4, "big") + (30).to_bytes(4, "big") + labels.tobytes()))
+        (tmp_path / lab_name).write_bytes(
+            gzip.compress((2049).to_bytes(4, "big") + (30).to_bytes(4, "big") + labels.tobytes())
+        )
     ds = FashionMNIST(root=str(tmp_path), pool_size=10, seed=1)
     pool = ds.pool_split()
     assert len(pool) == 10 and pool.images.shape == (10, 1, 28, 28)
