@@ -39,10 +39,10 @@ def test_fashion_mnist_reads_idx_files_written_here(tmp_path):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, size=(30, 28, 28), dtype=np.uint8)
     labels = rng.integers(0, 10, size=30, dtype=np.uint8)
-    for img_name, lab_name in [, lab_name) in {
-        "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-        "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
-    }.items():
+    for img_name, lab_name in [
+        ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+        ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+    ]:
         head = (2051).to_bytes(4, "big") + (30).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2
         (tmp_path / img_name).write_bytes(gzip.compress(head + images.tobytes()))
         (tmp_path / lab_name).write_bytes(
