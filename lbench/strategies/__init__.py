@@ -1,7 +1,24 @@
 """Query strategies. Reference them in configs by class name (``Margin``) or class path."""
 
+from lbench.strategies.badge import Badge
+from lbench.strategies.bait import Bait
 from lbench.strategies.base import PoolView, QueryStrategy
+from lbench.strategies.coreset import Coreset
+from lbench.strategies.galaxy import Galaxy
 from lbench.strategies.random import Random
+from lbench.strategies.typiclust import TypiClust
 from lbench.strategies.uncertainty import Confidence, Entropy, Margin
 
-__all__ = ["Confidence", "Entropy", "Margin", "PoolView", "QueryStrategy", "Random"]
+__all__ = [
+    "Badge",
+    "Bait",
+    "Confidence",
+    "Coreset",
+    "Entropy",
+    "Galaxy",
+    "Margin",
+    "PoolView",
+    "QueryStrategy",
+    "Random",
+    "TypiClust",
+]

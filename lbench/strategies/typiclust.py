@@ -231,6 +231,11 @@ class TypiClust(QueryStrategy):
 
     requires_embeddings = True
 
+    @property
+    def name(self) -> str:
+        """Arm name ``typiclust``."""
+        return "typiclust"
+
     def __init__(
         self,
         max_clusters: int = 500,
