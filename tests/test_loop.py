@@ -1,0 +1,68 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from lbench.loop import make_view
+from lbench.pool import LabelPool
+from lbench.strategies import Margin, PoolView
+from tests.helpers.ddp_select import Model, Rows
+
+HELPER = Path(__file__).parent / "helpers" / "ddp_select.py"
+
+
+def test_make_view_splits_labeled_and_unlabeled():
+    pool = LabelPool(6, 2)
+    pool.add_labels(torch.tensor([1, 4]), torch.tensor([1, 0]), round=0)
+    rows = {"index": torch.arange(6), "probs": torch.rand(6, 2), "embeddings": torch.rand(6, 3)}
+    view = make_view(rows, pool)
+    assert view.index.tolist() == [0, 2, 3, 5]
+    assert view.labeled_index.tolist() == [1, 4] and view.labeled_labels.tolist() == [1, 0]
+    assert torch.equal(view.embeddings, rows["embeddings"][[0, 2, 3, 5]])
+    assert torch.equal(view.labeled_probs, rows["probs"][[1, 4]])
+
+
+def single_process_selection(tmp_path):
+    import lightning as L
+    from torch.utils.data import DataLoader
+
+    from lbench.loop import ActiveLoop
+
+    n = 101
+    pool = LabelPool(n, 3)
+    pool.add_labels(torch.tensor([0, 5, 7]), torch.tensor([0, 1, 2]), round=0)
+    loop = ActiveLoop(Margin(), budget=6, seed=1, pool=pool)
+    trainer = L.Trainer(accelerator="cpu", devices=1, callbacks=[loop], logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path)  # fmt: skip
+    model = Model()
+    trainer.predict(model, dataloaders=DataLoader(Rows(n), batch_size=8), return_predictions=False)
+    with torch.no_grad():
+        probs = model.lin(Rows(n).x).softmax(-1)
+    mask = pool.labels < 0
+    direct = Margin().select(
+        PoolView(index=torch.arange(n)[mask], probs=probs[mask]), 6, torch.Generator().manual_seed(1)
+    )
+    assert loop.selected.tolist() == direct.tolist()
+    return loop.selected.tolist()
+
+
+def test_single_process_selection_matches_direct_call(tmp_path):
+    assert len(single_process_selection(tmp_path)) == 6
+
+
+def test_ddp_two_ranks_gather_uneven_shards_and_agree(tmp_path):
+    """101 items on 2 ranks (51 + 50 rows): rank 0 sees every row once, both ranks get the same picks."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run([sys.executable, str(HELPER), str(tmp_path), "101"], env=env, capture_output=True,
+                          text=True, timeout=240)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0 = json.loads((tmp_path / "rank_0.json").read_text())
+    r1 = json.loads((tmp_path / "rank_1.json").read_text())
+    assert r0["seen"] == list(range(101))
+    assert r1["seen"] is None
+    assert r0["selected"] == r1["selected"] and len(r0["selected"]) == 6
+    expected = single_process_selection(tmp_path / "single")
+    assert r0["selected"] == expected
