@@ -24,7 +24,7 @@ def smoke_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("smoke") / "run"
     cache = tmp_path_factory.mktemp("cache")
     rc = main(["run", "-c", str(CONFIGS / "smoke.yaml"), "--out_dir", str(out),
-               "--data.init_args.cache_dir", str(cache), "--report", "false"])  # fmt: skip
+               "--data.init_args.cache_dir", str(cache)])  # fmt: skip
     assert rc == 0
     return out, cache
 
@@ -189,3 +189,15 @@ def test_every_config_parses(config, capsys):
     assert resolved["data"]["class_path"] == "lbench.data.embeddings.EmbeddingDataModule"
     if "arms" in data:
         assert [a["class_path"].split(".")[-1] for a in resolved["arms"]] == [a["class_path"] for a in data["arms"]]
+
+
+def test_run_writes_report_and_report_subcommand_works(smoke_run, tmp_path, capsys):
+    out, _ = smoke_run
+    report = out / "report"
+    for name in ("curves.png", "summary.md", "summary.csv", "cost.csv"):
+        assert (report / name).stat().st_size > 0
+    rc, stdout, _ = run_cli(["report", str(out), "--out", str(tmp_path / "rep")], capsys)
+    assert rc == 0 and "margin" in stdout
+    assert (tmp_path / "rep" / "summary.md").read_text() == (report / "summary.md").read_text()
+    rc, _, err = run_cli(["report", str(tmp_path / "nope")], capsys)
+    assert rc == 2 and len(err.strip().splitlines()) == 1

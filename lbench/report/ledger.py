@@ -1,0 +1,267 @@
+"""Reading and validating results ledgers (``<run_dir>/rounds.jsonl``) and merging runs.
+
+One JSON object per line, one line per finished round of one (arm, seed). Required keys:
+``arm`` (str), ``seed`` (int), ``round`` (int >= 0), ``num_labeled`` (int > 0), ``test_acc``
+(fraction in [0, 1]) and ``rounds_total`` (the last round index R the run will reach). Optional,
+validated when present: ``test_balanced_acc`` and ``test_macro_f1`` (fractions), the phase times
+``embed_seconds``, ``train_seconds``, ``test_seconds``, ``score_seconds``, ``select_seconds``
+(seconds >= 0, default 0), ``label_counts`` (per-class counts of the labeled set the round's model
+was trained on) and ``selected`` (the indices the round chose). Unknown keys are ignored. A
+problem raises :class:`~lbench.errors.ReportError` naming the file and line.
+
+A run is *partial* when some round r <= R of an expected (arm, seed) has no line. Expected
+(arm, seed) pairs are those in the file, plus the arms and seeds of ``run.json`` when the run
+directory has one (an arm not started yet is then reported as missing too).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lbench.errors import ReportError
+
+__all__ = ["METRICS", "PHASES", "Ledger", "RoundRecord", "load_ledger", "read_ledger_file"]
+
+METRICS = ("test_acc", "test_balanced_acc", "test_macro_f1")
+"""Metrics the report knows, in display order (``test_acc`` is required, the others optional)."""
+
+PHASES = ("embed_seconds", "train_seconds", "test_seconds", "score_seconds", "select_seconds")
+"""Phase timings of a round, in display order (each defaults to 0 when absent)."""
+
+_OPTIONAL_METRICS = METRICS[1:]
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """One validated line of a ledger.
+
+    Attributes:
+        arm: Name of the query strategy.
+        seed: Seed of the (arm, seed) sequence.
+        round: Round index (0 = the initial labeled set).
+        num_labeled: Labels the round's model was trained on.
+        rounds_total: Last round index the run will reach.
+        metrics: Metric name -> value in [0, 1] (``test_acc`` always; the others where present).
+        seconds: Phase name (``PHASES``) -> seconds.
+        label_counts: Per-class label counts of the round's training set, or None.
+        num_selected: Number of items the round selected.
+        source: ``file:line`` the record came from.
+    """
+
+    arm: str
+    seed: int
+    round: int
+    num_labeled: int
+    rounds_total: int
+    metrics: dict[str, float]
+    seconds: dict[str, float]
+    label_counts: tuple[int, ...] | None
+    num_selected: int
+    source: str
+
+
+@dataclass
+class Ledger:
+    """The merged records of one or more runs.
+
+    Attributes:
+        records: Validated records, in reading order.
+        sources: The ledger files read.
+        missing: ``(arm, seed, round)`` expected but not finished (sorted).
+        metrics: The optional metrics present in every record, with ``test_acc`` first.
+    """
+
+    records: list[RoundRecord]
+    sources: list[Path]
+    missing: list[tuple[str, int, int]] = field(default_factory=list)
+    metrics: tuple[str, ...] = ("test_acc",)
+
+    @property
+    def partial(self) -> bool:
+        """Whether some expected round is not finished yet."""
+        return bool(self.missing)
+
+    @property
+    def arms(self) -> list[str]:
+        """Arm names in order of first appearance."""
+        return list(dict.fromkeys(r.arm for r in self.records))
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _parse_line(obj: Any, where: str) -> RoundRecord:
+    """Validate one decoded JSON line."""
+    if not isinstance(obj, dict):
+        raise ReportError(f"{where}: expected a JSON object (one round per line), got {type(obj).__name__}")
+    missing = [k for k in ("arm", "seed", "round", "num_labeled", "test_acc", "rounds_total") if k not in obj]
+    if missing:
+        raise ReportError(f"{where}: missing required key(s) {', '.join(missing)}; is this a lbench rounds.jsonl?")
+    if not isinstance(obj["arm"], str) or not obj["arm"]:
+        raise ReportError(f"{where}: 'arm' must be a non-empty string, got {obj['arm']!r}")
+    for key, low in (("seed", None), ("round", 0), ("num_labeled", 1), ("rounds_total", 0)):
+        v = obj[key]
+        if not _is_int(v) or (low is not None and v < low):
+            bound = "" if low is None else f" >= {low}"
+            raise ReportError(f"{where}: '{key}' must be an integer{bound}, got {v!r}")
+    if obj["round"] > obj["rounds_total"]:
+        raise ReportError(f"{where}: round {obj['round']} is past rounds_total {obj['rounds_total']}")
+    metrics = {}
+    for key in METRICS:
+        if key not in obj and key in _OPTIONAL_METRICS:
+            continue
+        v = obj[key]
+        if not _is_number(v) or not 0.0 <= v <= 1.0:
+            raise ReportError(f"{where}: '{key}' must be a fraction in [0, 1], got {v!r}")
+        metrics[key] = float(v)
+    seconds = {}
+    for key in PHASES:
+        v = obj.get(key, 0.0)
+        if not _is_number(v) or v < 0:
+            raise ReportError(f"{where}: '{key}' must be a number of seconds >= 0, got {v!r}")
+        seconds[key] = float(v)
+    counts = obj.get("label_counts")
+    if counts is not None and (not isinstance(counts, list) or not all(_is_int(c) and c >= 0 for c in counts)):
+        raise ReportError(f"{where}: 'label_counts' must be a list of integers >= 0, got {counts!r}")
+    selected = obj.get("selected", [])
+    if not isinstance(selected, list):
+        raise ReportError(f"{where}: 'selected' must be a list of pool indices, got {selected!r}")
+    return RoundRecord(
+        arm=obj["arm"],
+        seed=obj["seed"],
+        round=obj["round"],
+        num_labeled=obj["num_labeled"],
+        rounds_total=obj["rounds_total"],
+        metrics=metrics,
+        seconds=seconds,
+        label_counts=tuple(counts) if counts is not None else None,
+        num_selected=len(selected),
+        source=where,
+    )
+
+
+def read_ledger_file(path: Path) -> list[RoundRecord]:
+    """Read and validate one ``rounds.jsonl`` (blank lines are skipped).
+
+    Args:
+        path: The ledger file.
+
+    Returns:
+        Its records, in file order.
+
+    Raises:
+        ReportError: The file is unreadable, a line is not a JSON object with the required keys
+            and types, an (arm, seed, round) appears twice, ``rounds_total`` changes within an
+            (arm, seed), or ``num_labeled`` does not grow with the round.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ReportError(f"cannot read {path}: {e}") from e
+    records: list[RoundRecord] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{n}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ReportError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from e
+        records.append(_parse_line(obj, where))
+    _check_consistency(records)
+    return records
+
+
+def _check_consistency(records: list[RoundRecord]) -> None:
+    seen: dict[tuple[str, int, int], RoundRecord] = {}
+    by_pair: dict[tuple[str, int], list[RoundRecord]] = {}
+    for r in records:
+        key = (r.arm, r.seed, r.round)
+        if key in seen:
+            raise ReportError(
+                f"{r.source}: arm {r.arm!r} seed {r.seed} round {r.round} already recorded at {seen[key].source}; "
+                "pass each run directory once and give merged runs distinct seeds"
+            )
+        seen[key] = r
+        by_pair.setdefault((r.arm, r.seed), []).append(r)
+    for rs in by_pair.values():
+        rs.sort(key=lambda r: r.round)
+        for a, b in zip(rs, rs[1:], strict=False):
+            if b.rounds_total != a.rounds_total:
+                raise ReportError(
+                    f"{b.source}: rounds_total {b.rounds_total} differs from {a.rounds_total} at {a.source} "
+                    f"for arm {b.arm!r} seed {b.seed}"
+                )
+            if b.num_labeled <= a.num_labeled:
+                raise ReportError(
+                    f"{b.source}: num_labeled {b.num_labeled} at round {b.round} does not exceed "
+                    f"{a.num_labeled} at round {a.round} ({a.source})"
+                )
+
+
+def _ledger_path(run: Path) -> Path:
+    if run.is_file():
+        return run
+    path = run / "rounds.jsonl"
+    if not path.exists():
+        if not run.exists():
+            raise ReportError(f"{run} does not exist; give a run directory (the out_dir of `lbench run`)")
+        raise ReportError(f"{run} has no rounds.jsonl; is it a run directory (the out_dir of `lbench run`)?")
+    return path
+
+
+def _expected_pairs(path: Path, records: list[RoundRecord]) -> dict[tuple[str, int], int]:
+    """(arm, seed) -> last expected round, from the records and the run's ``run.json`` if readable."""
+    expected = {(r.arm, r.seed): r.rounds_total for r in records}
+    try:
+        settings = json.loads((path.parent / "run.json").read_text(encoding="utf-8"))["settings"]
+        arms, seeds, rounds = list(settings["arms"]), list(settings["seeds"]), int(settings["rounds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return expected  # run.json is an optional hint; the ledger itself is the record
+    for arm in arms:
+        for seed in seeds:
+            if isinstance(arm, str) and _is_int(seed):
+                expected.setdefault((arm, seed), rounds)
+    return expected
+
+
+def load_ledger(run_dirs: list[str | Path]) -> Ledger:
+    """Read, validate and merge the ledgers of one or more runs.
+
+    Args:
+        run_dirs: Run directories (or ``rounds.jsonl`` files). The same directory given twice is
+            read once; different runs are merged and must not both hold an (arm, seed, round).
+
+    Returns:
+        The merged ledger, with the missing rounds of every expected (arm, seed).
+
+    Raises:
+        ReportError: No run given, a ledger is missing, unreadable, malformed or empty, or two
+            runs record the same (arm, seed, round).
+    """
+    if not run_dirs:
+        raise ReportError("give at least one run directory")
+    paths = list(dict.fromkeys(_ledger_path(Path(d)).resolve() for d in run_dirs))
+    records: list[RoundRecord] = []
+    missing: set[tuple[str, int, int]] = set()
+    for path in paths:
+        recs = read_ledger_file(path)
+        if not recs:
+            raise ReportError(f"{path} has no finished rounds yet; report again once the first round is done")
+        records.extend(recs)
+        done = {(r.arm, r.seed, r.round) for r in recs}
+        for (arm, seed), last in _expected_pairs(path, recs).items():
+            missing.update((arm, seed, k) for k in range(last + 1) if (arm, seed, k) not in done)
+    _check_consistency(records)
+    missing -= {(r.arm, r.seed, r.round) for r in records}  # another run may hold them
+    metrics = tuple(m for m in METRICS if all(m in r.metrics for r in records))
+    return Ledger(records=records, sources=paths, missing=sorted(missing), metrics=metrics)

@@ -1,0 +1,96 @@
+"""Learning-curve plots (PNG bytes), drawn with matplotlib's Agg canvas (no pyplot, no display, no LaTeX).
+
+``curves.png``: one panel per metric, metric (%) vs number of labels, one line per arm: the mean
+over seeds of the raw per-round values (never a best-so-far maximum), with a 95% t band where at
+least two seeds finished that budget. ``vs_baseline.png``: the paired difference of test accuracy
+to the baseline arm (percentage points), same conventions, with the zero line.
+"""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from lbench.report.analysis import Analysis
+from lbench.report.stats import Interval
+from lbench.report.tables import METRIC_NAMES
+
+__all__ = ["plot_curves", "plot_vs_baseline"]
+
+_STYLE = {"text.usetex": False, "font.size": 9, "axes.grid": True, "grid.alpha": 0.3}
+
+
+def _png(fig: Figure) -> bytes:
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    return buf.getvalue()
+
+
+def _line(ax: Axes, points: list[tuple[int, Interval]], label: str, color: object, dashed: bool) -> None:
+    x = np.array([p[0] for p in points], dtype=float)
+    mean = np.array([p[1].mean for p in points]) * 100.0
+    ax.plot(x, mean, "--" if dashed else "-", marker="o", markersize=3, color=color, label=label, linewidth=1.4)
+    n = np.array([p[1].n for p in points])
+    few = n < n.max()
+    if few.any():
+        ax.plot(x[few], mean[few], "o", markersize=5, markerfacecolor="white", color=color)
+    band = np.array([p[1].has_ci for p in points])
+    if band.any():
+        lo = np.array([p[1].lo for p in points]) * 100.0
+        hi = np.array([p[1].hi for p in points]) * 100.0
+        ax.fill_between(x, lo, hi, where=band, color=color, alpha=0.18, linewidth=0, interpolate=False)
+
+
+def _colors(a: Analysis) -> dict[str, object]:
+    cycle = matplotlib.colormaps["tab10"].colors
+    others = [arm for arm in a.arms if arm != a.baseline]
+    colors: dict[str, object] = {arm: cycle[i % len(cycle)] for i, arm in enumerate(others)}
+    if a.baseline is not None:
+        colors[a.baseline] = "black"
+    return colors
+
+
+def plot_curves(a: Analysis) -> bytes:
+    """Learning curves of every metric; returns PNG bytes."""
+    colors = _colors(a)
+    with matplotlib.rc_context(_STYLE):
+        k = len(a.metrics)
+        fig = Figure(figsize=(4.2 * k, 3.6))
+        fig.subplots_adjust(left=0.2 / k, right=0.99, bottom=0.13, top=0.9, wspace=0.28)
+        axes = fig.subplots(1, k, squeeze=False)[0]
+        for ax, m in zip(axes, a.metrics, strict=True):
+            for arm in a.arms:
+                points = [(r.num_labeled, r.values[m]) for r in a.budgets[arm]]
+                label = f"{arm} ({len(a.seeds(arm))} seed{'s' if len(a.seeds(arm)) > 1 else ''})"
+                _line(ax, points, label, colors[arm], arm == a.baseline)
+            ax.set_xlabel("number of labels")
+            ax.set_ylabel(f"{METRIC_NAMES[m]} (%)")
+        axes[0].legend(loc="lower right", fontsize=8)
+        fig.suptitle("Mean over seeds with 95% band (raw per-round values, not best-so-far)", fontsize=9)
+        return _png(fig)
+
+
+def plot_vs_baseline(a: Analysis) -> bytes | None:
+    """Paired test-accuracy difference to the baseline; PNG bytes, or None without a comparison."""
+    if a.baseline is None or not any(a.diffs.values()):
+        return None
+    colors = _colors(a)
+    with matplotlib.rc_context(_STYLE):
+        fig = Figure(figsize=(5.5, 3.6))
+        fig.subplots_adjust(left=0.13, right=0.97, bottom=0.13, top=0.9)
+        ax = fig.subplots()
+        ax.axhline(0.0, color="black", linestyle="--", linewidth=1.0, label=a.baseline)
+        for arm, points in a.diffs.items():
+            if points:
+                _line(ax, points, arm, colors[arm], False)
+        ax.set_xlabel("number of labels")
+        ax.set_ylabel(f"test accuracy minus {a.baseline} (pp)")
+        ax.legend(fontsize=8)
+        ax.set_title(f"Paired difference to {a.baseline} over common seeds, 95% band", fontsize=9)
+        return _png(fig)

@@ -1,0 +1,154 @@
+"""``write_report``: read the runs, compute, then write every report file atomically."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from lbench._io import atomic_write, atomic_write_text
+from lbench.errors import ReportError
+from lbench.report import tables as T
+from lbench.report.analysis import Analysis, analyze
+from lbench.report.html import html_page
+from lbench.report.ledger import load_ledger
+from lbench.report.plots import plot_curves, plot_vs_baseline
+
+__all__ = ["ReportResult", "status_lines", "write_report"]
+
+TITLE = "lbench report: is active learning paying off?"
+
+
+@dataclass
+class ReportResult:
+    """What :func:`write_report` produced.
+
+    Attributes:
+        out_dir: The report folder.
+        files: Name -> path of every file written.
+        analysis: The numbers behind the report (curves, summaries, costs).
+        text: The summary printed to the terminal.
+    """
+
+    out_dir: Path
+    files: dict[str, Path]
+    analysis: Analysis
+    text: str = ""
+
+    @property
+    def partial(self) -> bool:
+        """Whether some expected round was not finished."""
+        return self.analysis.ledger.partial
+
+    @property
+    def missing(self) -> list[tuple[str, int, int]]:
+        """The unfinished ``(arm, seed, round)``."""
+        return self.analysis.ledger.missing
+
+
+def status_lines(a: Analysis) -> list[str]:
+    """Sentences describing the runs, their completeness, the baseline and the statistics used."""
+    led = a.ledger
+    lines = ["Runs: " + ", ".join(str(p.parent) for p in led.sources)]
+    lines.append("Arms: " + "; ".join(f"{arm} (seeds {', '.join(map(str, a.seeds(arm)))})" for arm in a.arms))
+    n = len(led.records)
+    if led.partial:
+        lines.append(f"Status: PARTIAL, {n} rounds finished, {len(led.missing)} missing: {T.missing_text(a)}.")
+    else:
+        lines.append(f"Status: complete, {n} rounds finished.")
+    if a.baseline is not None:
+        lines.append(f"Baseline: {a.baseline}.")
+    if a.grid.size:
+        lines.append(
+            f"Comparisons (final values, AUBC, savings, coverage) use the numbers of labels every arm and seed "
+            f"finished: {int(a.grid[0])} to {int(a.grid[-1])} ({a.grid.size} budget{'s' if a.grid.size > 1 else ''})."
+        )
+    lines.append(
+        "Intervals: 95% over seeds; t-based for means (mean ± half-width, n/a with one seed); percentile bootstrap "
+        f"({a.n_resamples} resamples, seeded) for labels needed and savings. Curves are raw per-round values, "
+        "never best-so-far."
+    )
+    if a.baseline is not None:
+        lines.append(
+            f"'≈ {a.baseline}': the paired t interval of the per-seed AUBC difference contains 0 (cannot be told "
+            f"apart at the 95% level). Labels to reach {a.baseline}: first crossing of {a.baseline}'s final test "
+            f"accuracy of the same seed, interpolated linearly; savings = 1 - labels needed / final labels."
+        )
+    return lines + a.notes
+
+
+def _default_out(first: str | Path) -> Path:
+    p = Path(first)
+    return (p.parent if p.is_file() else p) / "report"
+
+
+def write_report(
+    run_dirs: list[str | Path],
+    out: str | Path | None = None,
+    seeds_bootstrap: int = 2000,
+    *,
+    baseline: str = "random",
+    html: bool = True,
+    echo: bool = True,
+) -> ReportResult:
+    """Write the report of one or more runs (merged by arm and seed).
+
+    Writes into ``out`` (default ``<first run dir>/report/``): ``summary.md``, ``summary.csv``,
+    ``curves.csv``, ``coverage.csv``, ``cost.md``, ``cost.csv``, ``curves.png``,
+    ``vs_baseline.png`` (when the baseline arm exists) and ``report.html`` (one self-contained
+    page). Nothing is written when a ledger is invalid.
+
+    Args:
+        run_dirs: Run directories (or their ``rounds.jsonl`` files).
+        out: Report folder.
+        seeds_bootstrap: Bootstrap resamples over seeds for labels needed and savings.
+        baseline: Name of the baseline arm.
+        html: Also write ``report.html``.
+        echo: Print the summary table to the terminal.
+
+    Returns:
+        The report's folder, files and numbers.
+
+    Raises:
+        ReportError: Bad input (missing or malformed ledger, bad option) or an unwritable folder.
+    """
+    if isinstance(seeds_bootstrap, bool) or not isinstance(seeds_bootstrap, int) or seeds_bootstrap < 1:
+        raise ReportError(f"the number of bootstrap resamples must be a positive integer, got {seeds_bootstrap!r}")
+    if not run_dirs:
+        raise ReportError("give at least one run directory")
+    a = analyze(load_ledger(list(run_dirs)), baseline=baseline, n_resamples=seeds_bootstrap)
+    out_dir = Path(out) if out is not None else _default_out(run_dirs[0])
+    lines = status_lines(a)
+    summary, coverage, budgets = T.summary_table(a), T.coverage_table(a), T.budget_tables(a)
+    cost_total, cost_round = T.cost_total_table(a), T.cost_round_table(a)
+    images = {"curves.png": plot_curves(a)}
+    vs = plot_vs_baseline(a)
+    if vs is not None:
+        images["vs_baseline.png"] = vs
+    head = "# " + TITLE + "\n\n" + "".join(f"- {line}\n" for line in lines) + "\n"
+    figs = "".join(f"![{name}]({name})\n\n" for name in images)
+    texts = {
+        "summary.md": head + figs + "\n".join(t.markdown() for t in [summary, coverage, *budgets, cost_total]),
+        "cost.md": "# Cost ledger\n\n" + cost_total.markdown() + "\n" + cost_round.markdown(),
+        "summary.csv": T.summary_csv(a),
+        "curves.csv": T.curves_csv(a),
+        "coverage.csv": T.coverage_csv(a),
+        "cost.csv": T.cost_csv(a),
+    }
+    if html:
+        tables = [summary, coverage, *budgets, cost_total, cost_round]
+        texts["report.html"] = html_page(TITLE, lines, images, tables)
+    files: dict[str, Path] = {}
+    try:
+        for name, png in images.items():
+            atomic_write(out_dir / name, lambda f, png=png: f.write(png))
+            files[name] = out_dir / name
+        for name, text in texts.items():
+            atomic_write_text(out_dir / name, text)
+            files[name] = out_dir / name
+    except OSError as e:
+        raise ReportError(f"cannot write the report to {out_dir}: {e.strerror or e}; choose another --out") from e
+    text = "\n".join(lines) + "\n\n" + summary.markdown() + f"\nReport written to {out_dir}{os.sep}\n"
+    if echo:
+        print(text, end="")
+    return ReportResult(out_dir=out_dir, files=files, analysis=a, text=text)
