@@ -29,10 +29,11 @@ from tqdm.auto import tqdm
 
 from lbench._io import atomic_write_json, atomic_write_text
 from lbench.data.embeddings import EmbeddingDataModule
-from lbench.errors import BudgetError, ConfigError, ReportError
+from lbench.errors import BudgetError, ConfigError
 from lbench.loop import ActiveLoop
 from lbench.oracle import Oracle
 from lbench.pool import LabelPool
+from lbench.report.ledger import read_json_lines, read_ledger_file
 from lbench.strategies.base import QueryStrategy
 
 __all__ = ["ExperimentSpec", "format_table", "read_rounds", "run_experiment"]
@@ -94,17 +95,15 @@ class ExperimentSpec:
 
 
 def read_rounds(path: Path) -> list[dict[str, Any]]:
-    """Read a ``rounds.jsonl`` ledger (empty list when it does not exist)."""
+    """Read and validate a ``rounds.jsonl`` ledger (empty list when it does not exist).
+
+    Raises:
+        ReportError: A line is malformed (the message names file and line).
+    """
     if not path.exists():
         return []
-    records = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ReportError(f"{path}:{n}: not valid JSON ({e})") from e
-    return records
+    read_ledger_file(path)  # validates every line and their consistency
+    return [obj for _, obj in read_json_lines(path)]
 
 
 def _round_seed(seed: int, rnd: int) -> int:

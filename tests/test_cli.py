@@ -201,3 +201,16 @@ def test_run_writes_report_and_report_subcommand_works(smoke_run, tmp_path, caps
     assert (tmp_path / "rep" / "summary.md").read_text() == (report / "summary.md").read_text()
     rc, _, err = run_cli(["report", str(tmp_path / "nope")], capsys)
     assert rc == 2 and len(err.strip().splitlines()) == 1
+
+
+def test_corrupt_ledger_on_resume_is_one_line_error(smoke_run, tmp_path, capsys):
+    out, cache = smoke_run
+    run_dir = tmp_path / "run"
+    shutil.copytree(out, run_dir)
+    with (run_dir / "rounds.jsonl").open("a") as f:
+        f.write('{"arm": "margin", "seed": 0\n')
+    before = snapshot(run_dir)
+    rc, _, err = run_cli(["run", "-c", str(CONFIGS / "smoke.yaml"), "--out_dir", str(run_dir),
+                          "--data.init_args.cache_dir", str(cache)], capsys)  # fmt: skip
+    assert rc == 2 and "rounds.jsonl:17" in err and len(err.strip().splitlines()) == 1
+    assert snapshot(run_dir) == before

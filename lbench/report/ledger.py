@@ -24,7 +24,7 @@ from typing import Any
 
 from lbench.errors import ReportError
 
-__all__ = ["METRICS", "PHASES", "Ledger", "RoundRecord", "load_ledger", "read_ledger_file"]
+__all__ = ["METRICS", "PHASES", "Ledger", "RoundRecord", "load_ledger", "read_json_lines", "read_ledger_file"]
 
 METRICS = ("test_acc", "test_balanced_acc", "test_macro_f1")
 """Metrics the report knows, in display order (``test_acc`` is required, the others optional)."""
@@ -149,6 +149,28 @@ def _parse_line(obj: Any, where: str) -> RoundRecord:
     )
 
 
+def read_json_lines(path: Path) -> list[tuple[str, Any]]:
+    """Read a JSON-lines file: ``(file:line, object)`` per non-blank line.
+
+    Raises:
+        ReportError: The file is unreadable or a line is not valid JSON (naming file and line).
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ReportError(f"cannot read {path}: {e}") from e
+    rows: list[tuple[str, Any]] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{n}"
+        try:
+            rows.append((where, json.loads(line)))
+        except json.JSONDecodeError as e:
+            raise ReportError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from e
+    return rows
+
+
 def read_ledger_file(path: Path) -> list[RoundRecord]:
     """Read and validate one ``rounds.jsonl`` (blank lines are skipped).
 
@@ -163,20 +185,7 @@ def read_ledger_file(path: Path) -> list[RoundRecord]:
             and types, an (arm, seed, round) appears twice, ``rounds_total`` changes within an
             (arm, seed), or ``num_labeled`` does not grow with the round.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ReportError(f"cannot read {path}: {e}") from e
-    records: list[RoundRecord] = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{n}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ReportError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from e
-        records.append(_parse_line(obj, where))
+    records = [_parse_line(obj, where) for where, obj in read_json_lines(path)]
     _check_consistency(records)
     return records
 
