@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from lbench.errors import ConfigError
+from lbench.strategies._kernels import d2_sample
 from lbench.strategies.base import PoolView, QueryStrategy
 
 __all__ = ["Badge", "badge_kmeanspp", "badge_sq_dist_to", "gradient_factors"]
@@ -221,20 +222,15 @@ def badge_kmeanspp(
     min_sq[first] = 0.0
     cum = torch.empty(n, dtype=torch.float64, device=dev)
     while len(picks) < budget:
-        torch.cumsum(min_sq, dim=0, dtype=torch.float64, out=cum)
-        u = torch.rand((), generator=generator, dtype=torch.float64, device=generator.device).to(dev)
-        idx = int(torch.searchsorted(cum, (u * cum[-1]).reshape(1), right=True).item())
-        if idx >= n:  # u * total hit the end: total is 0 (or rounding); take the last positive weight
-            positive = torch.nonzero(min_sq > 0).squeeze(1)
-            if positive.numel() == 0:
-                warnings.warn(
-                    f"BADGE: all {n - len(picks)} remaining candidates are at distance 0 from the chosen "
-                    f"centers; drawing the last {budget - len(picks)} uniformly at random",
-                    stacklevel=2,
-                )
-                picks.extend(_uniform_rest(chosen, budget - len(picks), generator))
-                break
-            idx = int(positive[-1].item())
+        idx = d2_sample(min_sq, generator, cum)
+        if idx is None:
+            warnings.warn(
+                f"BADGE: all {n - len(picks)} remaining candidates are at distance 0 from the chosen "
+                f"centers; drawing the last {budget - len(picks)} uniformly at random",
+                stacklevel=2,
+            )
+            picks.extend(_uniform_rest(chosen, budget - len(picks), generator))
+            break
         picks.append(idx)
         chosen[idx] = True
         _sq_dist_to_row(q, h, sq_norm, idx, dist, chunks)

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from lbench._faiss import require_faiss
 from lbench.errors import ConfigError
+from lbench.strategies._kernels import sq_norms
 from lbench.strategies.base import PoolView, QueryStrategy
 
 __all__ = ["Coreset", "k_center_greedy", "min_sq_dist_to_set"]
@@ -35,11 +36,6 @@ def _as_compute(x: Tensor, device: torch.device | None = None) -> Tensor:
     """``x`` as a contiguous float32 tensor (float64 stays float64), without copying when it already is."""
     dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     return x.to(device=device or x.device, dtype=dtype).contiguous()
-
-
-def _sq_norms(x: Tensor) -> Tensor:
-    """Squared row norms, without an ``x``-sized temporary."""
-    return torch.linalg.vector_norm(x, dim=1).square_()
 
 
 def min_sq_dist_to_set(x: Tensor, ref: Tensor, chunk_size: int | None = None, use_faiss: bool | None = None) -> Tensor:
@@ -67,7 +63,7 @@ def min_sq_dist_to_set(x: Tensor, ref: Tensor, chunk_size: int | None = None, us
         dist, _ = faiss.knn(xq, xb, 1)
         return dist[:, 0].to(device=x.device, dtype=x.dtype).clamp_min_(0.0)
     size = chunk_size or _DEFAULT_CHUNK
-    ref_norm = _sq_norms(ref)
+    ref_norm = sq_norms(ref)
     out = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
     for s in range(0, x.shape[0], size):
         xc = x[s : s + size]
@@ -75,7 +71,7 @@ def min_sq_dist_to_set(x: Tensor, ref: Tensor, chunk_size: int | None = None, us
         for r in range(0, ref.shape[0], size):
             tile = torch.addmm(ref_norm[None, r : r + size], xc, ref[r : r + size].T, alpha=-2.0)
             torch.minimum(best, tile.amin(dim=1), out=best)
-        out[s : s + size] = best.add_(_sq_norms(xc)).clamp_min_(0.0)
+        out[s : s + size] = best.add_(sq_norms(xc)).clamp_min_(0.0)
     return out
 
 
@@ -107,7 +103,7 @@ def k_center_greedy(
     if not 0 < budget <= n:
         raise ValueError(f"budget must be in [1, {n}], got {budget}")
     x = _as_compute(embeddings)
-    x_norm = _sq_norms(x)
+    x_norm = sq_norms(x)
     picks: list[int] = []
     if labeled_embeddings is not None and labeled_embeddings.shape[0] > 0:
         min_sq = min_sq_dist_to_set(x, labeled_embeddings, chunk_size, use_faiss)

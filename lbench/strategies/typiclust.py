@@ -24,47 +24,40 @@ from torch import Tensor
 
 from lbench._faiss import get_faiss
 from lbench.errors import ConfigError
+from lbench.strategies._kernels import d2_sample, pairwise_sq_dists, sq_norms
 from lbench.strategies.base import PoolView, QueryStrategy
 
 __all__ = ["TypiClust", "kmeans", "typicality", "typiclust_pick", "typiclust_select"]
 
 
-def _sq_dists(x: Tensor, y: Tensor, x_sq: Tensor | None = None) -> Tensor:
-    """Squared Euclidean distances ``[len(x), len(y)]``, clamped at 0 (``x_sq``: row norms of ``x``)."""
-    if x_sq is None:
-        x_sq = x.pow(2).sum(1)
-    return (x_sq.unsqueeze(1) - 2 * x @ y.T + y.pow(2).sum(1)).clamp_min(0)
-
-
 def _kmeans_pp(x: Tensor, n_clusters: int, generator: torch.Generator) -> Tensor:
     """k-means++ seeding (D^2 sampling); returns ``[n_clusters, d]`` initial centroids."""
     n = x.shape[0]
-    x_sq = x.pow(2).sum(1)
+    x_sq = sq_norms(x)
     centers = torch.empty(n_clusters, dtype=torch.long, device=x.device)
     centers[0] = int(torch.randint(n, (1,), generator=generator))
     best = torch.full((n,), torch.inf, dtype=torch.float64, device=x.device)
     for i in range(1, n_clusters):
         c = x[centers[i - 1]]
         best = torch.minimum(best, (x_sq - 2 * torch.mv(x, c) + c.dot(c)).clamp_min(0).double())
-        cum = best.cumsum(0)
-        if float(cum[-1]) <= 0:  # every point coincides with a center: take the first unused ones
+        idx = d2_sample(best, generator)
+        if idx is None:  # every point coincides with a center: take the first unused ones
             unused = torch.ones(n, dtype=torch.bool, device=x.device)
             unused[centers[:i]] = False
             centers[i:] = unused.nonzero().squeeze(1)[: n_clusters - i]
             break
-        r = torch.rand(1, generator=generator, dtype=torch.float64).to(x.device) * cum[-1]
-        centers[i] = torch.searchsorted(cum, r, right=True).clamp_max(n - 1)
+        centers[i] = idx
     return x[centers].clone()
 
 
 def _kmeans_torch(x: Tensor, centroids: Tensor, n_iter: int, chunk: int) -> Tensor:
     """Lloyd iterations from ``centroids``; returns the assignment ``[N]``."""
     n, n_clusters = x.shape[0], centroids.shape[0]
-    x_sq = x.pow(2).sum(1)
+    x_sq = sq_norms(x)
     assign = None
     for _ in range(n_iter + 1):
         new = torch.cat(
-            [_sq_dists(x[s : s + chunk], centroids, x_sq[s : s + chunk]).argmin(1) for s in range(0, n, chunk)]
+            [pairwise_sq_dists(x[s : s + chunk], centroids, x_sq[s : s + chunk]).argmin(1) for s in range(0, n, chunk)]
         )
         if assign is not None and torch.equal(new, assign):
             break
@@ -116,7 +109,7 @@ def typicality(x: Tensor, k_nn: int = 20, chunk: int | None = None) -> Tensor:
     x = x.float()
     out = []
     for s in range(0, n, chunk):
-        d = _sq_dists(x[s : s + chunk], x)
+        d = pairwise_sq_dists(x[s : s + chunk], x)
         rows = torch.arange(d.shape[0], device=x.device)
         d[rows, rows + s] = torch.inf  # not its own neighbour
         out.append(d.topk(k, dim=1, largest=False).values.sqrt().mean(1))
