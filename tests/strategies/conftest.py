@@ -18,3 +18,12 @@ def make_view(n=40, k=4, d=8, n_labeled=6, seed=0, offset=1000):
         labeled_embeddings=torch.randn(n_labeled, d, generator=g),
         labeled_probs=torch.softmax(torch.randn(n_labeled, k, generator=g), dim=1),
     )
+
+
+def check_contract(view, out, budget):
+    """Distinct, exactly ``budget``, unlabeled global indices from the view."""
+    assert out.shape == (budget,) and out.dtype == torch.long
+    assert len(set(out.tolist())) == budget
+    assert set(out.tolist()) <= set(view.index.tolist())
+    if view.labeled_index is not None:
+        assert not set(out.tolist()) & set(view.labeled_index.tolist())

@@ -9,6 +9,8 @@ from lbench.strategies.bait import Bait, bait_select, pca_reduce
 from lbench.strategies.base import PoolView
 from tests.conftest import requires_gpu
 
+from .conftest import check_contract
+
 
 def bait_view(n_u=40, n_l=8, k=3, d=6, seed=0, probs=None, device="cpu", dtype=torch.float32):
     """Unlabeled and labeled global indices interleaved and shuffled (never 0..n-1)."""
@@ -53,13 +55,6 @@ def reference_bait(probs, emb, lprobs, lemb, budget, pca_dim, lamb=1.0, oversamp
         chosen.remove(worst)
         info = info - cand[worst]
     return sorted(chosen)
-
-
-def check_contract(view, out, budget):
-    assert out.shape == (budget,) and out.dtype == torch.long
-    assert len(set(out.tolist())) == budget
-    assert set(out.tolist()) <= set(view.index.tolist())
-    assert not set(out.tolist()) & set(view.labeled_index.tolist())
 
 
 def test_contract_and_determinism():

@@ -7,6 +7,8 @@ from lbench.strategies.base import PoolView
 from lbench.strategies.galaxy import Galaxy, galaxy_select
 from tests.conftest import requires_gpu
 
+from .conftest import check_contract
+
 
 def galaxy_view(n_u=60, n_l=10, k=4, seed=0, labels=None, probs=None, device="cpu"):
     """Unlabeled and labeled global indices interleaved and shuffled (never 0..n-1)."""
@@ -57,13 +59,6 @@ def reference_galaxy(probs, labels, budget, seed):
         queried.add(node)
         picks.append(node)
     return picks
-
-
-def check_contract(view, out, budget):
-    assert out.shape == (budget,) and out.dtype == torch.long
-    assert len(set(out.tolist())) == budget
-    assert set(out.tolist()) <= set(view.index.tolist())
-    assert not set(out.tolist()) & set(view.labeled_index.tolist())
 
 
 def test_contract_and_determinism():

@@ -8,6 +8,8 @@ from lbench.strategies.base import PoolView
 from lbench.strategies.typiclust import TypiClust, kmeans, typicality, typiclust_pick, typiclust_select
 from tests.conftest import requires_gpu
 
+from .conftest import check_contract
+
 FAISS_MODES = [False, pytest.param(True, marks=pytest.mark.skipif(not HAS_FAISS, reason="faiss not installed"))]
 
 
@@ -32,13 +34,6 @@ def typi_view(emb, labeled_rows, seed=0, device="cpu"):
         labeled_labels=torch.zeros(int(lab.sum()), dtype=torch.long, device=device),
         labeled_embeddings=emb[lab].to(device),
     )
-
-
-def check_contract(view, out, budget):
-    assert out.shape == (budget,) and out.dtype == torch.long
-    assert len(set(out.tolist())) == budget
-    assert set(out.tolist()) <= set(view.index.tolist())
-    assert not set(out.tolist()) & set(view.labeled_index.tolist())
 
 
 def reference_typicality(x, k_nn):
