@@ -214,3 +214,19 @@ def test_corrupt_ledger_on_resume_is_one_line_error(smoke_run, tmp_path, capsys)
                           "--data.init_args.cache_dir", str(cache)], capsys)  # fmt: skip
     assert rc == 2 and "rounds.jsonl:17" in err and len(err.strip().splitlines()) == 1
     assert snapshot(run_dir) == before
+
+
+def test_every_strategy_runs_as_an_arm(smoke_run, tmp_path, capsys):
+    _, cache = smoke_run
+    out = tmp_path / "all"
+    rc, stdout, err = run_cli(["run", "-c", str(CONFIGS / "all_strategies.yaml"), "--out_dir", str(out),
+                               "--data.init_args.cache_dir", str(cache), "--report", "false"], capsys)  # fmt: skip
+    assert rc == 0, err
+    records = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
+    arms = {"random", "confidence", "margin", "entropy", "badge", "coreset", "galaxy", "bait", "typiclust"}
+    assert {r["arm"] for r in records} == arms
+    for arm in arms:
+        pool = LabelPool.load(out / arm / "seed_0" / "pool.json")
+        assert pool.num_labeled == 80 and len(set(i for _, i in pool.order)) == 80
+    picks = {r["arm"]: tuple(r["selected"]) for r in records if r["round"] == 0}
+    assert len(set(picks.values())) >= 7  # the strategies really differ
