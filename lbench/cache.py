@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,6 @@ from lbench.errors import CacheError
 
 __all__ = ["EmbeddingCache", "cache_fingerprint"]
 
-log = logging.getLogger(__name__)
 _FORMAT = "lbench.EmbeddingCache/1"
 
 

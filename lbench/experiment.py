@@ -38,7 +38,6 @@ from lbench.strategies.base import QueryStrategy
 
 __all__ = ["ExperimentSpec", "format_table", "read_rounds", "run_experiment"]
 
-log = logging.getLogger(__name__)
 
 
 class ExperimentSpec:

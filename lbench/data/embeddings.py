@@ -8,7 +8,7 @@ so strategies can see both) without labels.
 
 from __future__ import annotations
 
-import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,6 @@ from lbench.pool import LabelPool
 
 __all__ = ["EmbeddingDataModule"]
 
-log = logging.getLogger(__name__)
 
 
 class _Rows(Dataset):
@@ -133,8 +132,6 @@ class EmbeddingDataModule(L.LightningDataModule):
 
     def prepare_embeddings(self) -> float:
         """Load (building where needed) the cached embeddings; returns the seconds spent building."""
-        import time
-
         if self.pool_x is not None and self.test_x is not None:
             return 0.0
         t0 = time.perf_counter()
