@@ -230,3 +230,28 @@ def test_every_strategy_runs_as_an_arm(smoke_run, tmp_path, capsys):
         assert pool.num_labeled == 80 and len(set(i for _, i in pool.order)) == 80
     picks = {r["arm"]: tuple(r["selected"]) for r in records if r["round"] == 0}
     assert len(set(picks.values())) >= 7  # the strategies really differ
+
+
+def test_run_on_two_ddp_ranks(smoke_run, tmp_path):
+    """The whole driver on 2 CPU ranks (gloo): one ledger, selections gathered and agreed across ranks."""
+    import os
+    import subprocess
+    import sys
+
+    _, cache = smoke_run
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "lbench", "run", "-c", str(CONFIGS / "smoke.yaml"), "--trainer.devices", "2",
+           "--trainer.strategy", "ddp", "--seeds", "[0]", "--rounds", "2", "--out_dir", str(out),
+           "--data.init_args.cache_dir", str(cache), "--report", "false"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(CONFIGS.parent)}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
+    assert sorted((r["arm"], r["round"]) for r in records) == sorted(
+        (a, r) for a in ("random", "margin") for r in range(3)
+    )
+    for arm in ("random", "margin"):
+        pool = LabelPool.load(out / arm / "seed_0" / "pool.json")
+        assert pool.num_labeled == 60
+        recs = {r["round"]: r for r in records if r["arm"] == arm}
+        assert pool.selected_in_round(1) == recs[0]["selected"] and pool.selected_in_round(2) == recs[1]["selected"]
