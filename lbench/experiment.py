@@ -39,7 +39,6 @@ from lbench.strategies.base import QueryStrategy
 __all__ = ["ExperimentSpec", "format_table", "read_rounds", "run_experiment"]
 
 
-
 class ExperimentSpec:
     """What a run does (validated on construction, before any file is written).
 

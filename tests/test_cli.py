@@ -255,3 +255,5 @@ def test_run_on_two_ddp_ranks(smoke_run, tmp_path):
         assert pool.num_labeled == 60
         recs = {r["round"]: r for r in records if r["arm"] == arm}
         assert pool.selected_in_round(1) == recs[0]["selected"] and pool.selected_in_round(2) == recs[1]["selected"]
+        for r in recs.values():  # every one of the 539 test items counted exactly once (no sampler padding)
+            assert abs(r["test_acc"] * 539 - round(r["test_acc"] * 539)) < 1e-3

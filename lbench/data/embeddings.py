@@ -14,6 +14,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
@@ -25,7 +26,6 @@ from lbench.oracle import SimulatedOracle
 from lbench.pool import LabelPool
 
 __all__ = ["EmbeddingDataModule"]
-
 
 
 class _Rows(Dataset):
@@ -170,10 +170,20 @@ class EmbeddingDataModule(L.LightningDataModule):
         return DataLoader(rows, batch_size=min(self.batch_size, len(rows)), shuffle=True, drop_last=False)
 
     def test_dataloader(self) -> DataLoader:
-        """The test split with its labels."""
+        """The test split with its labels; under DDP every item is evaluated exactly once.
+
+        Lightning's default test sampler pads the ranks to equal length by repeating items, which
+        would count them twice in the metrics; an unrepeated sampler gives uneven shards instead.
+        """
         assert self.test_x is not None
         rows = _Rows(self.test_x, torch.arange(len(self.test_x)), self.test_split.targets)
-        return DataLoader(rows, batch_size=self.batch_size * 4, shuffle=False)
+        sampler = None
+        trainer = self.trainer
+        if trainer is not None and trainer.world_size > 1:
+            sampler = UnrepeatedDistributedSampler(
+                rows, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
+            )
+        return DataLoader(rows, batch_size=self.batch_size * 4, shuffle=False, sampler=sampler)
 
     def predict_dataloader(self) -> DataLoader:
         """The whole pool (no labels), in index order."""
