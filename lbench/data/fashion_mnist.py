@@ -81,6 +81,7 @@ class FashionMNIST(PoolDataset):
             name=f"fashion_mnist-{split}",
             images=torch.from_numpy(images[idx.numpy()].copy()).unsqueeze(1),
             targets=torch.from_numpy(labels[idx.numpy()].astype(np.int64)),
+            ids=[f"fashion_mnist/{split}/{i}" for i in idx.tolist()],  # position in the IDX file
             fingerprint={"dataset": "fashion_mnist", "split": split, "size": size, "seed": self.seed},
         )
 

@@ -53,6 +53,7 @@ def test_fashion_mnist_reads_idx_files_written_here(tmp_path):
     assert len(pool) == 10 and pool.images.shape == (10, 1, 28, 28)
     idx = [i for i in range(30) if (images[i] == pool.images[0, 0].numpy()).all()][0]
     assert int(pool.targets[0]) == labels[idx]
+    assert pool.item_id(0) == f"fashion_mnist/train/{idx}"
     assert len(ds.test_split()) == 30
 
 
