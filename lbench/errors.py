@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = [
     "BudgetError",
+    "check_positive_int",
     "CacheError",
     "ConfigError",
     "DataError",
@@ -40,3 +41,12 @@ class CacheError(LbenchError):
 
 class ReportError(LbenchError):
     """A results ledger (rounds.jsonl) cannot be read."""
+
+
+def check_positive_int(value: object, what: str, error: type[LbenchError] = ConfigError) -> None:
+    """Raise ``error("<what> must be a positive integer, got <value>")`` unless ``value`` is an int > 0.
+
+    Booleans are refused (``True`` is an ``int`` in Python, never a meaningful count here).
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise error(f"{what} must be a positive integer, got {value!r}")

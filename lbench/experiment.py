@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from lbench._io import atomic_write_json, atomic_write_text
 from lbench.data.embeddings import EmbeddingDataModule
-from lbench.errors import BudgetError, ConfigError
+from lbench.errors import BudgetError, ConfigError, check_positive_int
 from lbench.loop import ActiveLoop
 from lbench.oracle import Oracle
 from lbench.pool import LabelPool
@@ -63,8 +63,7 @@ class ExperimentSpec:
         if isinstance(rounds, bool) or rounds < 0:
             raise ConfigError(f"rounds must be >= 0, got {rounds}")
         for name, b in (("budget", budget), ("initial_budget", initial_budget)):
-            if isinstance(b, bool) or not isinstance(b, int) or b <= 0:
-                raise BudgetError(f"{name} must be a positive integer, got {b!r}")
+            check_positive_int(b, name, BudgetError)
         self.arms, self.seeds = list(arms), list(seeds)
         self.rounds, self.budget, self.initial_budget = rounds, budget, initial_budget
 

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from lbench._io import atomic_write_json
-from lbench.errors import BudgetError, DataError
+from lbench.errors import BudgetError, DataError, check_positive_int
 
 __all__ = ["LabelPool"]
 
@@ -79,8 +79,7 @@ class LabelPool:
     # -- updates ---------------------------------------------------------------------------
     def check_budget(self, budget: int) -> None:
         """Raise :class:`BudgetError` unless ``0 < budget <= num_unlabeled``."""
-        if isinstance(budget, bool) or not isinstance(budget, int) or budget <= 0:
-            raise BudgetError(f"budget must be a positive integer, got {budget!r}")
+        check_positive_int(budget, "budget", BudgetError)
         if budget > self.num_unlabeled:
             raise BudgetError(f"budget {budget} is larger than the {self.num_unlabeled} unlabeled items in the pool")
 

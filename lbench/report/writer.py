@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lbench._io import atomic_write, atomic_write_text
-from lbench.errors import ReportError
+from lbench.errors import ReportError, check_positive_int
 from lbench.report import tables as T
 from lbench.report.analysis import Analysis, analyze
 from lbench.report.html import html_page
@@ -112,8 +112,7 @@ def write_report(
     Raises:
         ReportError: Bad input (missing or malformed ledger, bad option) or an unwritable folder.
     """
-    if isinstance(seeds_bootstrap, bool) or not isinstance(seeds_bootstrap, int) or seeds_bootstrap < 1:
-        raise ReportError(f"the number of bootstrap resamples must be a positive integer, got {seeds_bootstrap!r}")
+    check_positive_int(seeds_bootstrap, "the number of bootstrap resamples", ReportError)
     if not run_dirs:
         raise ReportError("give at least one run directory")
     a = analyze(load_ledger(list(run_dirs)), baseline=baseline, n_resamples=seeds_bootstrap)

@@ -28,7 +28,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from lbench.errors import ConfigError
+from lbench.errors import ConfigError, check_positive_int
 from lbench.strategies._kernels import d2_sample
 from lbench.strategies.base import PoolView, QueryStrategy
 
@@ -251,8 +251,7 @@ class Badge(QueryStrategy):
     requires_embeddings = True
 
     def __init__(self, chunk_size: int = _DEFAULT_CHUNK, storage_dtype: StorageDtype = "float32") -> None:
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size <= 0:
-            raise ConfigError(f"Badge chunk_size must be a positive integer, got {chunk_size!r}")
+        check_positive_int(chunk_size, "Badge chunk_size")
         if storage_dtype not in _STORAGE_DTYPES:
             raise ConfigError(f"Badge storage_dtype must be one of {sorted(_STORAGE_DTYPES)}, got {storage_dtype!r}")
         self.chunk_size = chunk_size

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from lbench.errors import BudgetError, ConfigError
+from lbench.errors import BudgetError, ConfigError, check_positive_int
 
 __all__ = ["PoolView", "QueryStrategy"]
 
@@ -109,8 +109,7 @@ class QueryStrategy(ABC):
             BudgetError: ``budget`` is not positive.
             ConfigError: The view lacks tensors the strategy needs.
         """
-        if isinstance(budget, bool) or not isinstance(budget, int) or budget <= 0:
-            raise BudgetError(f"budget must be a positive integer, got {budget!r}")
+        check_positive_int(budget, "budget", BudgetError)
         if self.requires_embeddings and view.embeddings is None:
             raise ConfigError(f"query strategy {self.name!r} needs embeddings, but the pool view has none")
         if self.requires_labeled and (view.labeled_index is None or view.labeled_labels is None):

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from lbench._faiss import require_faiss
-from lbench.errors import ConfigError
+from lbench.errors import check_positive_int
 from lbench.strategies._kernels import sq_norms
 from lbench.strategies.base import PoolView, QueryStrategy
 
@@ -141,8 +141,7 @@ class Coreset(QueryStrategy):
     requires_embeddings = True
 
     def __init__(self, chunk_size: int = _DEFAULT_CHUNK, use_faiss: bool | None = None) -> None:
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size <= 0:
-            raise ConfigError(f"Coreset chunk_size must be a positive integer, got {chunk_size!r}")
+        check_positive_int(chunk_size, "Coreset chunk_size")
         self.chunk_size = chunk_size
         self.use_faiss = use_faiss
 
