@@ -44,8 +44,8 @@ class LbenchTrainer(L.Trainer):
     the same settings.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.init_kwargs = kwargs
         self.config_text: str | None = None
 
