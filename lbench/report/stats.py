@@ -1,7 +1,6 @@
 """Statistics of the report: t-based mean intervals, a seeded bootstrap, AUBC and first crossings.
 
-Plain numpy (no scipy at run time): the Student t quantile comes from the closed form of the t
-distribution for integer degrees of freedom (Abramowitz & Stegun 26.7.3-4), inverted by bisection.
+numpy, and scipy for the Student t quantile.
 
 Conventions:
 
@@ -17,6 +16,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import t as student_t
 
 __all__ = [
     "CONFIDENCE",
@@ -59,29 +59,10 @@ class Interval:
         return self.lo <= value <= self.hi
 
 
-def _t_central_prob(t: float, df: int) -> float:
-    """P(|T| <= t) for Student's t with integer ``df`` (Abramowitz & Stegun 26.7.3 and 26.7.4)."""
-    theta = math.atan(t / math.sqrt(df))
-    c2 = math.cos(theta) ** 2
-    if df % 2 == 1:
-        if df == 1:
-            return 2.0 * theta / math.pi
-        term = total = math.cos(theta)
-        for j in range(1, df - 2, 2):
-            term *= (j + 1) / (j + 2) * c2
-            total += term
-        return 2.0 / math.pi * (theta + math.sin(theta) * total)
-    term = total = 1.0
-    for j in range(1, df - 2, 2):
-        term *= j / (j + 1) * c2
-        total += term
-    return math.sin(theta) * total
-
-
 def t_quantile(df: int, confidence: float = CONFIDENCE) -> float:
     """Two-sided Student t critical value: ``t`` with ``P(|T| <= t) = confidence``.
 
-    Equals ``scipy.stats.t.ppf((1 + confidence) / 2, df)`` (e.g. 12.706 for df=1, 4.303 for df=2).
+    ``scipy.stats.t.ppf((1 + confidence) / 2, df)`` (e.g. 12.706 for df=1, 4.303 for df=2).
 
     Args:
         df: Degrees of freedom (a positive integer).
@@ -92,18 +73,7 @@ def t_quantile(df: int, confidence: float = CONFIDENCE) -> float:
     """
     if df < 1:
         raise ValueError(f"df must be >= 1, got {df}")
-    lo, hi = 0.0, 1.0
-    while _t_central_prob(hi, df) < confidence:
-        lo, hi = hi, hi * 2.0
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if _t_central_prob(mid, df) < confidence:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo <= 1e-13 * hi:
-            break
-    return 0.5 * (lo + hi)
+    return float(student_t.ppf((1.0 + confidence) / 2.0, df))
 
 
 def mean_ci(values: np.ndarray | list[float], confidence: float = CONFIDENCE) -> Interval:
