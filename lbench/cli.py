@@ -28,7 +28,7 @@ import lbench.modules  # noqa: F401
 import lbench.strategies  # noqa: F401
 from lbench._io import atomic_write
 from lbench.data.embeddings import EmbeddingDataModule
-from lbench.errors import ConfigError, LbenchError
+from lbench.errors import BudgetError, ConfigError, LbenchError
 from lbench.experiment import ExperimentSpec, format_table, run_experiment
 from lbench.loop import ActiveLoop
 from lbench.strategies.base import QueryStrategy
@@ -74,7 +74,13 @@ class LbenchTrainer(L.Trainer):
             raise ConfigError("select needs an EmbeddingDataModule with data.pool_file set (the current labels)")
         datamodule.setup("predict")
         assert datamodule.pool is not None
-        datamodule.pool.check_budget(budget)
+        pool = datamodule.pool
+        if budget > pool.num_unlabeled - len(pool.pending):
+            raise BudgetError(
+                f"budget {budget} is larger than the {pool.num_unlabeled - len(pool.pending)} unlabeled items "
+                f"not yet requested ({len(pool.pending)} are pending in {datamodule.pool_file})"
+            )
+        pool.check_budget(budget)
         loop = ActiveLoop(query, budget, seed=seed)
         self.callbacks.append(loop)
         try:
@@ -85,7 +91,6 @@ class LbenchTrainer(L.Trainer):
             return
         assert loop.selected is not None and loop.view is not None
         _write_selection(Path(output), loop, datamodule)
-        pool = datamodule.pool
         pool.pending = sorted(set(pool.pending) | set(loop.selected.tolist()))
         pool.save(datamodule.pool_file)
         print(f"selected {len(loop.selected)} items with {query.name}: {output}")

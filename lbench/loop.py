@@ -119,15 +119,21 @@ class ActiveLoop(Callback):
 
 
 def make_view(rows: dict[str, Tensor], pool: LabelPool) -> PoolView:
-    """Split gathered pool rows into the unlabeled candidates and the labeled part."""
+    """Split gathered pool rows into the candidates and the labeled part.
+
+    Candidates are the unlabeled items not already requested from a person (``pool.pending``).
+    """
     index = rows["index"].long()
     labels = pool.labels.to(index.device)[index]
     lab = labels >= 0
+    cand = ~lab
+    if pool.pending:
+        cand &= ~torch.isin(index, torch.tensor(pool.pending, device=index.device))
     emb = rows.get("embeddings")
     return PoolView(
-        index=index[~lab],
-        probs=rows["probs"][~lab].float(),
-        embeddings=None if emb is None else emb[~lab].float(),
+        index=index[cand],
+        probs=rows["probs"][cand].float(),
+        embeddings=None if emb is None else emb[cand].float(),
         labeled_index=index[lab],
         labeled_labels=labels[lab],
         labeled_embeddings=None if emb is None else emb[lab].float(),

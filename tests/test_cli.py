@@ -106,6 +106,18 @@ def test_fit_then_select_writes_csv_and_pending(smoke_run, tmp_path, capsys):
     assert not set(picked) & set(pool.labeled_index().tolist())
     margins = [float(r.split(",")[5]) for r in rows[1:]]
     assert margins == sorted(margins)  # smallest margins first
+    # a second select skips the items already requested (pending)
+    rc, _, _ = run_cli(["select", *common, "--query", "Margin", "--budget", "7", "--output", str(tmp_path / "b.csv"),
+                        "--ckpt_path", str(ckpt), "--trainer.default_root_dir", str(tmp_path)], capsys)  # fmt: skip
+    assert rc == 0
+    second = [int(r.split(",")[1]) for r in (tmp_path / "b.csv").read_text().splitlines()[1:]]
+    assert len(second) == 7 and not set(second) & set(picked)
+    assert LabelPool.load(pool_file).pending == sorted(picked + second)
+    before = pool_file.read_bytes()
+    rc, _, err = run_cli(["select", *common, "--query", "Margin", "--budget", "5000", "--output",
+                          str(tmp_path / "c.csv"), "--ckpt_path", str(ckpt)], capsys)  # fmt: skip
+    assert rc == 2 and "pending" in err and len(err.strip().splitlines()) == 1
+    assert pool_file.read_bytes() == before and not (tmp_path / "c.csv").exists()
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

@@ -197,8 +197,12 @@ class EmbeddingDataModule(L.LightningDataModule):
         return {"pool": self.pool.state_dict()} if self.pool is not None else {}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore the pool state from a checkpoint."""
-        if "pool" in state_dict:
+        """Restore the pool state from a checkpoint, unless a pool is attached already.
+
+        An attached pool (from ``pool_file`` or set by ``run``) holds the current labels, so a
+        checkpoint trained on older labels (e.g. ``select --ckpt_path``) never overrides it.
+        """
+        if "pool" in state_dict and self.pool is None:
             pool = self.new_pool()
             pool.load_state_dict(state_dict["pool"])
             self.pool = pool

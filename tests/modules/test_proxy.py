@@ -81,3 +81,15 @@ def test_bad_hyperparameters():
         ProxyClassifier(lr=0)
     with pytest.raises(ConfigError):
         ProxyClassifier(hidden_dim=0)
+
+
+def test_datamodule_state_dict_restores_pool_only_when_none_attached(datamodule):
+    state = datamodule.state_dict()
+    fresh = EmbeddingDataModule(Digits(), PixelEncoder(native_size=8))
+    fresh.load_state_dict(state)
+    assert fresh.pool.order == datamodule.pool.order
+    other = fresh.new_pool()
+    other.add_labels(torch.tensor([0]), torch.tensor([1]), round=0)
+    fresh.pool = other
+    fresh.load_state_dict(state)  # the attached pool (current labels) wins over the checkpoint's
+    assert fresh.pool is other
