@@ -21,7 +21,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from lbench._io import atomic_write_json
+from lbench._io import atomic_write_json, read_json
 from lbench.data.base import ImageSplit
 from lbench.encoders.base import Encoder
 from lbench.errors import CacheError
@@ -68,7 +68,9 @@ class EmbeddingCache:
 
     def folder(self, split: ImageSplit, encoder: Encoder) -> Path:
         """Folder of the cache for this split and encoder."""
-        fp = cache_fingerprint(split, encoder)
+        return self._folder(split, cache_fingerprint(split, encoder))
+
+    def _folder(self, split: ImageSplit, fp: dict[str, Any]) -> Path:
         key = hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:16]
         return self.root / f"{split.name}-{key}"
 
@@ -83,8 +85,8 @@ class EmbeddingCache:
         Raises:
             CacheError: A cache file exists but is unreadable or inconsistent.
         """
-        folder = self.folder(split, encoder)
         fp = cache_fingerprint(split, encoder)
+        folder = self._folder(split, fp)
         meta = self._read_meta(folder)
         shape = [1, len(split), encoder.embed_dim]
         if meta is not None and (meta["fingerprint"] != fp or meta["shape"] != shape):
@@ -101,7 +103,7 @@ class EmbeddingCache:
         if not path.exists():
             return None
         try:
-            meta = json.loads(path.read_text(encoding="utf-8"))
+            meta = read_json(path)
             _ = meta["fingerprint"], meta["shape"], int(meta["done"])
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise CacheError(f"cache file {path} is unreadable ({e}); delete {folder} to rebuild it") from e

@@ -27,7 +27,7 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.loggers import CSVLogger
 from tqdm.auto import tqdm
 
-from lbench._io import atomic_write_json, atomic_write_text
+from lbench._io import atomic_write_json, atomic_write_text, read_json
 from lbench.data.embeddings import EmbeddingDataModule
 from lbench.errors import BudgetError, ConfigError, check_positive_int
 from lbench.loop import ActiveLoop
@@ -151,7 +151,7 @@ def run_experiment(
     meta_path = out / "run.json"
     if meta_path.exists():
         try:
-            old = json.loads(meta_path.read_text(encoding="utf-8"))
+            old = read_json(meta_path)
         except (OSError, json.JSONDecodeError) as e:
             raise ConfigError(f"{meta_path} is unreadable ({e}); use another --out_dir") from e
         if old.get("settings") != spec.settings():

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lbench._io import atomic_write_json
+from lbench._io import atomic_write_json, read_json
 from lbench.errors import BudgetError, DataError, check_positive_int
 
 __all__ = ["LabelPool"]
@@ -163,8 +163,7 @@ class LabelPool:
             DataError: The file is missing or not a valid pool file.
         """
         try:
-            with open(path, encoding="utf-8") as f:
-                state = json.load(f)
+            state = read_json(path)
             pool = cls(int(state["size"]), int(state["num_classes"]))
         except FileNotFoundError as e:
             raise DataError(f"pool file {path} does not exist") from e
