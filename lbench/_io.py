@@ -1,13 +1,15 @@
 """Atomic file writes: temp file in the same folder, fsync, rename.
 
-A crash at any point leaves either the old file or the new one, never a torn file.
+A crash at any point leaves either the old file or the new one, never a torn file. The new file
+gets the permissions of a normal file: those of the file it replaces, or ``0666`` minus the
+user's umask for a new one (never the ``0600`` of a private temp file).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -24,17 +26,30 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create_temp(path)
     try:
         with os.fdopen(fd, "wb") as f:
+            if path.exists():  # keep the permissions the user gave the file it replaces
+                os.fchmod(f.fileno(), path.stat().st_mode & 0o7777)
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def _create_temp(path: Path) -> tuple[int, Path]:
+    """Create a new temp file next to ``path`` with mode ``0666 & ~umask`` (like ``open(..., "w")``)."""
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:  # pragma: no cover - 48 random bits collided
+            continue
+    raise FileExistsError(f"could not create a temp file next to {path}")  # pragma: no cover
 
 
 def _fsync_dir(folder: Path) -> None:
