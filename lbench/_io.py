@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_write", "atomic_write_json", "atomic_write_text", "read_json"]
+__all__ = ["atomic_write", "atomic_write_json", "atomic_write_text", "check_writable", "read_json"]
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> None:
@@ -79,3 +79,22 @@ def read_json(path: str | os.PathLike[str]) -> Any:
     """Read a JSON file (no error translation; callers wrap errors with context)."""
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+def check_writable(path: str | os.PathLike[str], kind: str = "file") -> None:
+    """Raise ConfigError unless ``path`` (a ``file`` or ``folder``, maybe not there yet) can be written.
+
+    Checks the nearest existing ancestor, so the check itself creates nothing.
+    """
+    from lbench.errors import ConfigError
+
+    p = Path(path).absolute()
+    if p.exists() and p.is_dir() != (kind == "folder"):
+        raise ConfigError(f"{path} must be a {kind}, but it is a {'folder' if p.is_dir() else 'file'}")
+    ancestor = p if kind == "folder" and p.exists() else p.parent  # atomic writes need the folder writable
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ConfigError(f"cannot write {path}: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write {path}: {ancestor} is not writable")

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from lbench._io import atomic_write_json, read_json
+from lbench.console import progress
 from lbench.data.base import ImageSplit
 from lbench.encoders.base import Encoder
 from lbench.errors import CacheError
@@ -137,9 +137,7 @@ class EmbeddingCache:
         encoder = encoder.to(device).eval()
         subset = torch.utils.data.Subset(split, range(done, len(split)))
         loader = DataLoader(subset, batch_size=self.batch_size, shuffle=False)
-        bar = tqdm(
-            total=len(split), initial=done, desc=f"embedding {split.name}", disable=not self.progress, unit="img"
-        )
+        bar = progress(len(split), f"embedding {split.name}", unit="img", initial=done, disable=not self.progress)
         for b, (images, _, index) in enumerate(loader):
             z = encoder.encode(images.to(device)).float().cpu().numpy()
             array[0, int(index[0]) : int(index[-1]) + 1] = z.astype(np.float16)

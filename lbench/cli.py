@@ -1,158 +1,50 @@
-"""Command line: ``python -m lbench <subcommand> -c config.yaml [--key value ...]``.
+"""Command line: ``lbench <subcommand> -c config.yaml [--key value ...]`` (or ``python -m lbench``).
 
-Subcommands: Lightning's ``fit``/``validate``/``test``/``predict`` on the labeled set, plus
-``select`` (score the pool, write the next batch to label), ``run`` (a whole simulated
-experiment) and ``report`` (tables and plots from run directories).
+Subcommands: ``run`` (a whole simulated experiment), Lightning's ``fit``/``validate``/``test``/
+``predict`` on the labeled set, ``select`` (score the pool, write the next batch to label) and
+``report`` (tables and plots from run directories). ``-c NAME`` also takes the name of a config
+shipped with the package (``-c default``, ``-c model/mlp``).
 """
 
 from __future__ import annotations
 
-import copy
-import csv
-import io
 import re
 import sys
 import warnings
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from jsonargparse import ArgumentError
-from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from jsonargparse import ArgumentError, Namespace
+from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+import lbench
 import lbench.data  # noqa: F401  (class names resolve without their module path)
 import lbench.data.embeddings  # noqa: F401
 import lbench.encoders  # noqa: F401
 import lbench.modules  # noqa: F401
 import lbench.strategies  # noqa: F401
-from lbench._io import atomic_write
-from lbench.data.embeddings import EmbeddingDataModule
-from lbench.errors import BudgetError, ConfigError, LbenchError
-from lbench.experiment import ExperimentSpec, format_table, run_experiment
-from lbench.loop import ActiveLoop
-from lbench.strategies.base import QueryStrategy
-from lbench.strategies.uncertainty import margin_scores
+from lbench import console
+from lbench.errors import ConfigError, LbenchError
+from lbench.loggers import ConfiguredLoggers
+from lbench.trainer import LbenchTrainer
 
 __all__ = ["LbenchCLI", "LbenchTrainer", "main"]
 
-
-class LbenchTrainer(L.Trainer):
-    """A Lightning Trainer with the active-learning subcommands ``select`` and ``run``.
-
-    It remembers its constructor arguments, so ``run`` can build a fresh Trainer per round with
-    the same settings.
-    """
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.init_kwargs = kwargs
-        self.config_text: str | None = None
-
-    def select(
-        self,
-        model: L.LightningModule,
-        datamodule: L.LightningDataModule,
-        query: QueryStrategy,
-        budget: int,
-        output: str = "selected.csv",
-        ckpt_path: str | None = None,
-        seed: int = 0,
-    ) -> None:
-        """Score the unlabeled pool with a trained model and write the next batch to label.
-
-        Args:
-            model: The trained model (give its checkpoint with ``ckpt_path``).
-            datamodule: Serves the pool; its ``pool_file`` holds the current labels.
-            query: The query strategy.
-            budget: Number of items to select.
-            output: CSV file written with one row per selected item (rank, index, id, scores).
-            ckpt_path: Checkpoint of the trained model.
-            seed: Seed of the strategy's randomness.
-        """
-        if not isinstance(datamodule, EmbeddingDataModule) or datamodule.pool_file is None:
-            raise ConfigError("select needs an EmbeddingDataModule with data.pool_file set (the current labels)")
-        datamodule.setup("predict")
-        assert datamodule.pool is not None
-        pool = datamodule.pool
-        if budget > pool.num_unlabeled - len(pool.pending):
-            raise BudgetError(
-                f"budget {budget} is larger than the {pool.num_unlabeled - len(pool.pending)} unlabeled items "
-                f"not yet requested ({len(pool.pending)} are pending in {datamodule.pool_file})"
-            )
-        pool.check_budget(budget)
-        loop = ActiveLoop(query, budget, seed=seed)
-        self.callbacks.append(loop)
-        try:
-            self.predict(model, datamodule=datamodule, ckpt_path=ckpt_path, return_predictions=False)
-        finally:
-            self.callbacks.remove(loop)
-        if not self.is_global_zero:
-            return
-        assert loop.selected is not None and loop.view is not None
-        _write_selection(Path(output), loop, datamodule)
-        pool.pending = sorted(set(pool.pending) | set(loop.selected.tolist()))
-        pool.save(datamodule.pool_file)
-        print(f"selected {len(loop.selected)} items with {query.name}: {output}")
-
-    def run(
-        self,
-        model: L.LightningModule,
-        datamodule: L.LightningDataModule,
-        arms: list[QueryStrategy],
-        seeds: list[int] | None = None,
-        rounds: int = 5,
-        budget: int = 100,
-        initial_budget: int = 100,
-        out_dir: str = "checkpoints/run",
-        report: bool = True,
-    ) -> None:
-        """Run a simulated active-learning experiment: arms x seeds x rounds, then a report.
-
-        Args:
-            model: The model trained each round (a fresh seeded copy every round).
-            datamodule: An EmbeddingDataModule over the pool and test split.
-            arms: Query strategies to compare (e.g. ``[Random, Margin]``).
-            seeds: Seeds (default ``[0]``); every arm of a seed starts from the same initial set.
-            rounds: Selection rounds after the initial random set.
-            budget: Items labeled per round.
-            initial_budget: Size of the initial random labeled set.
-            out_dir: Run directory; a run started again in the same directory resumes.
-            report: Write the report (tables and curves) into ``out_dir/report`` at the end.
-        """
-        if not isinstance(datamodule, EmbeddingDataModule):
-            raise ConfigError("run needs an EmbeddingDataModule (data.class_path: EmbeddingDataModule)")
-        spec = ExperimentSpec(arms, seeds if seeds is not None else [0], rounds, budget, initial_budget)
-        kwargs = copy.copy(self.init_kwargs)
-        kwargs["callbacks"] = [c for c in kwargs.get("callbacks") or [] if not isinstance(c, SaveConfigCallback)]
-        records = run_experiment(spec, model, datamodule, out_dir, kwargs, config_text=self.config_text)
-        if not self.is_global_zero:
-            return
-        print(f"\nTest accuracy (%) per round, mean over seeds {spec.seeds}; results in {out_dir}/rounds.jsonl")
-        print(format_table(records))
-        if report:
-            from lbench.report import write_report
-
-            write_report([out_dir])
-
-
-def _write_selection(path: Path, loop: ActiveLoop, datamodule: EmbeddingDataModule) -> None:
-    view = loop.view
-    assert view is not None and loop.selected is not None
-    pos = {int(i): k for k, i in enumerate(view.index.tolist())}
-    rows = [pos[int(i)] for i in loop.selected]
-    probs = view.probs[rows]
-    conf, pred = probs.max(1)
-    margin = -margin_scores(probs)
-    names = datamodule.dataset.class_names
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["rank", "index", "id", "predicted", "confidence", "margin"])
-    for r, (i, p, c, m) in enumerate(
-        zip(loop.selected.tolist(), pred.tolist(), conf.tolist(), margin.tolist(), strict=True)
-    ):
-        w.writerow([r, i, datamodule.pool_split.item_id(i), names[p] if names else p, f"{c:.6f}", f"{m:.6f}"])
-    atomic_write(path, lambda f: f.write(buf.getvalue().encode("utf-8")))
+#: Every subcommand with its one-line description (the order of the top-level help).
+SUBCOMMANDS = {
+    "run": "a whole simulated experiment: rounds of fit -> test -> score -> select per arm and seed, then the report",
+    "fit": "train a model on the labeled items of data.pool_file",
+    "validate": "evaluate on the validation split (data.init_args.val_fraction of the labeled items)",
+    "test": "evaluate on the data set's test split",
+    "predict": "predict class probabilities for the whole pool",
+    "select": "score the unlabeled pool with a trained model and write the next batch to label (CSV)",
+    "report": "tables and plots (learning curves, label savings, cost) from one or more run directories",
+}
+_DESCRIPTION = "lbench: label-efficient learning (active learning, selection-via-proxy) on pretrained vision models."
 
 
 class LbenchCLI(LightningCLI):
@@ -160,13 +52,52 @@ class LbenchCLI(LightningCLI):
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
-        """Lightning's subcommands plus ``select`` and ``run``."""
-        return {**LightningCLI.subcommands(), "select": {"model", "datamodule"}, "run": {"model", "datamodule"}}
+        """``run``, Lightning's subcommands and ``select``."""
+        return {"run": {"model", "datamodule"}, **LightningCLI.subcommands(), "select": {"model", "datamodule"}}
+
+    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
+        """For ``run`` and ``select``, list lbench's own arguments before the trainer/model/data groups."""
+        if subcommand not in ("run", "select"):
+            return super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        parser = self.init_parser(**kwargs)
+        added = parser.add_method_arguments(klass, subcommand, skip=set(self.subcommands()[subcommand]))
+        self._subcommand_method_arguments[subcommand] = added
+        self._add_arguments(parser)
+        return parser
 
     def before_run(self) -> None:
-        """Give the trainer the resolved config, written to the run directory."""
+        """Give the trainer the resolved config (written to the run directory) and the configured loggers."""
         assert isinstance(self.trainer, LbenchTrainer)
-        self.trainer.config_text = self._parser("run").dump(self.config["run"], skip_none=False)
+        config = self.config["run"]
+        self.trainer.config_text = self._parser("run").dump(config, skip_none=False)
+        logger = config["trainer"].get("logger")
+        if logger not in (None, True, False):
+            specs = logger if isinstance(logger, list) else [logger]
+            self.trainer.logger_factory = ConfiguredLoggers(
+                [s.as_dict() if isinstance(s, Namespace) else s for s in specs]
+            )
+
+    def _evaluation_only(self) -> None:
+        # no training, so no checkpoint callback: restoring one from ckpt_path only warns about its dirpath
+        self.trainer.callbacks[:] = [c for c in self.trainer.callbacks if not isinstance(c, Checkpoint)]
+
+    def before_test(self) -> None:
+        """Evaluate without a checkpoint callback."""
+        self._evaluation_only()
+
+    def before_predict(self) -> None:
+        """Predict without a checkpoint callback."""
+        self._evaluation_only()
+
+    def before_validate(self) -> None:
+        """Refuse ``validate`` without a validation split (instead of Lightning's traceback)."""
+        self._evaluation_only()
+        data = self.datamodule
+        if getattr(data, "val_fraction", None) == 0:
+            raise ConfigError(
+                "validate needs a validation split: set --data.init_args.val_fraction (e.g. 0.2 holds out 20% of "
+                "the labeled items)"
+            )
 
 
 _NOISE = (
@@ -176,6 +107,8 @@ _NOISE = (
     ".*does not have many workers.*",
     ".*tensorboardX.*",
     ".*but have no `val_dataloader`.*",
+    ".*callbacks used to create the checkpoint need to be provided.*",
+    ".*Total length of `list` across ranks is zero.*",  # val_dataloader without a validation split
 )
 
 
@@ -202,33 +135,109 @@ def _one_line(message: str) -> str:
     return text if len(text) <= 400 else text[:397] + "..."
 
 
+def packaged_configs() -> list[str]:
+    """Names of the configs shipped with the package (``default``, ``model/mlp``, ...)."""
+    root = resources.files("lbench") / "configs"
+    names = []
+    for path in sorted(Path(str(root)).rglob("*.yaml")):
+        names.append(path.relative_to(Path(str(root))).with_suffix("").as_posix())
+    return names
+
+
+def resolve_config(value: str) -> str:
+    """A ``-c`` value: an existing file as is, else the packaged config of that name (``default``)."""
+    if Path(value).exists() or value.startswith(("{", "[")) or "\n" in value:
+        return value
+    name = value.removesuffix(".yaml").removeprefix("configs/")
+    if name in packaged_configs():
+        return str(Path(str(resources.files("lbench") / "configs")) / f"{name}.yaml")
+    raise ConfigError(f"config {value} does not exist (a file, or one of the packaged configs: "
+                      f"{', '.join(packaged_configs())})")  # fmt: skip
+
+
+def _resolve_configs(argv: list[str]) -> list[str]:
+    out = list(argv)
+    for i, a in enumerate(out):
+        if a in ("-c", "--config") and i + 1 < len(out):
+            out[i + 1] = resolve_config(out[i + 1])
+        elif a.startswith("--config="):
+            out[i] = "--config=" + resolve_config(a.split("=", 1)[1])
+    return out
+
+
+def top_level_help() -> str:
+    """The text of ``lbench --help``."""
+    width = max(map(len, SUBCOMMANDS))
+    lines = [
+        "usage: lbench <subcommand> [-c CONFIG ...] [--key value ...]",
+        "",
+        _DESCRIPTION,
+        "",
+        "subcommands:",
+        *(f"  {name:<{width}}  {text}" for name, text in SUBCOMMANDS.items()),
+        "",
+        f"packaged configs (-c NAME): {', '.join(packaged_configs())}",
+        "`lbench <subcommand> --help` lists the arguments of one subcommand; --print_config shows the resolved config.",
+        "Example: lbench run -c default",
+    ]
+    return "\n".join(lines)
+
+
 def main(args: list[str] | None = None) -> int:
-    """Entry point of ``python -m lbench``; returns the exit code (2 for user errors)."""
+    """Entry point of ``lbench`` / ``python -m lbench``; returns the exit code.
+
+    Exit codes: 0 done, 2 a user error (one line ``lbench: error: ...`` on stderr, nothing
+    written), 130 interrupted by Ctrl-C (one line saying where, and how to resume).
+    """
     argv = list(sys.argv[1:] if args is None else args)
-    if argv and argv[0] == "report":
+    if not argv or argv[0] in ("-h", "--help"):
+        print(top_level_help(), file=sys.stdout if argv else sys.stderr)
+        return 0 if argv else 2
+    if argv[0] == "--version":
+        print(f"lbench {lbench.__version__}")
+        return 0
+    if argv[0] not in SUBCOMMANDS:
+        print(f"lbench: error: unknown subcommand {argv[0]!r}; choose from {', '.join(SUBCOMMANDS)}", file=sys.stderr)
+        return 2
+    if argv[0] == "report":
         from lbench.report import main as report_main
 
         return report_main(argv[1:])
     for pattern in _NOISE:
         warnings.filterwarnings("ignore", message=pattern)
+    console.quiet_libraries()
     torch.set_float32_matmul_precision("high")
     try:
-        LbenchCLI(
-            model_class=L.LightningModule,
-            datamodule_class=L.LightningDataModule,
-            trainer_class=LbenchTrainer,
-            subclass_mode_model=True,
-            subclass_mode_data=True,
-            save_config_kwargs={"overwrite": True},
-            parser_kwargs={"exit_on_error": False},
-            args=args,
-        )
+        with console.interrupt_on_sigint():
+            LbenchCLI(
+                model_class=L.LightningModule,
+                datamodule_class=L.LightningDataModule,
+                trainer_class=LbenchTrainer,
+                subclass_mode_model=True,
+                subclass_mode_data=True,
+                save_config_kwargs={"overwrite": True},
+                seed_everything_default=0,
+                parser_kwargs={
+                    "exit_on_error": False,
+                    "prog": "lbench",
+                    "description": _DESCRIPTION,
+                    **{n: {"usage": f"lbench {n} [-c CONFIG ...] [--key value ...]"} for n in LbenchCLI.subcommands()},
+                },
+                args=_resolve_configs(argv),
+            )
     except LbenchError as e:
         print(f"lbench: error: {_one_line(str(e))}", file=sys.stderr)
         return 2
     except ArgumentError as e:
         print(f"lbench: error: {_one_line(_explain(str(e)))}", file=sys.stderr)
         return 2
+    except (console.Interrupted, KeyboardInterrupt):
+        at = console.where["at"] or "the start"
+        if argv[0] == "run":
+            print(f"\nlbench: interrupted at {at}; run the same command again to resume", file=sys.stderr)
+        else:
+            print(f"\nlbench: interrupted during {argv[0]}", file=sys.stderr)
+        return 130
     return 0
 
 

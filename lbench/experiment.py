@@ -14,29 +14,33 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
+import shutil
 import time
-from collections.abc import Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from lightning.pytorch.loggers import CSVLogger
-from tqdm.auto import tqdm
+from lightning.pytorch.loggers import CSVLogger, Logger
 
+from lbench import console
 from lbench._io import atomic_write_json, atomic_write_text, read_json
+from lbench.console import progress
 from lbench.data.embeddings import EmbeddingDataModule
 from lbench.errors import BudgetError, ConfigError, check_positive_int
 from lbench.loop import ActiveLoop
 from lbench.oracle import Oracle
 from lbench.pool import LabelPool
 from lbench.report.ledger import read_json_lines, read_ledger_file
+from lbench.run_identity import check_resume, config_identity
 from lbench.strategies.base import QueryStrategy
 
-__all__ = ["ExperimentSpec", "format_table", "read_rounds", "run_experiment"]
+__all__ = ["ExperimentSpec", "LoggerFactory", "format_table", "read_rounds", "run_experiment"]
+
+#: Builds the logger(s) of one round from ``(arm, seed, round)``.
+LoggerFactory = Callable[[str, int, int], Logger | list[Logger]]
 
 
 class ExperimentSpec:
@@ -107,20 +111,6 @@ def _round_seed(seed: int, rnd: int) -> int:
     return seed * 100_003 + rnd
 
 
-@contextmanager
-def _quiet_lightning() -> Any:
-    names = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "lightning.fabric")
-    loggers = [logging.getLogger(n) for n in names]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        for lg, lv in zip(loggers, levels, strict=True):
-            lg.setLevel(lv)
-
-
 def run_experiment(
     spec: ExperimentSpec,
     model: L.LightningModule,
@@ -129,63 +119,113 @@ def run_experiment(
     trainer_kwargs: dict[str, Any] | None = None,
     oracle: Oracle | None = None,
     config_text: str | None = None,
-    progress: bool = True,
+    progress_bar: bool = True,
+    logger_factory: LoggerFactory | None = None,
 ) -> list[dict[str, Any]]:
-    """Run (or resume) a simulated active-learning experiment.
+    """Run, resume or extend a simulated active-learning experiment.
+
+    A run directory that holds a run with the same settings resumes at its first unfinished
+    round. One with fewer rounds, arms or seeds (and otherwise the same settings) is extended:
+    its rounds stay valid (the last round of a shorter run, which did not select, is redone to
+    select), and the result equals a run started with the new settings. Anything else is refused
+    with a message naming the settings that differ.
 
     Args:
         spec: Arms, seeds, rounds and budgets.
         model: Untrained template; each round trains a seeded deep copy.
         datamodule: Serves cached embeddings; its ``pool`` is set per arm and seed.
         out_dir: Run directory.
-        trainer_kwargs: Keyword arguments of each round's ``lightning.Trainer``.
+        trainer_kwargs: Keyword arguments of each round's ``lightning.Trainer``; ``logger`` may be
+            True/None (a CSV logger per round in ``<arm>/seed_<s>/round_XX``) or False.
         oracle: Labels the selected items (default: the DataModule's simulated oracle).
-        config_text: The resolved config, written to ``config.yaml``.
-        progress: Show a progress bar over rounds.
+        config_text: The resolved config (YAML), written to ``config.yaml``; its settings that
+            change results are part of the run's identity, checked on resume.
+        progress_bar: Show progress over rounds.
+        logger_factory: Builds each round's logger(s) from ``(arm, seed, round)`` (the user's
+            configured loggers); overrides ``trainer_kwargs["logger"]``.
 
     Returns:
         All round records of the run (including ones recorded before a resume).
     """
     out = Path(out_dir)
+    trainer_kwargs = dict(trainer_kwargs or {})
+    if logger_factory is None and trainer_kwargs.get("logger") not in (None, True, False):
+        raise ConfigError("a run trains one model per round: pass logger_factory to build a logger per round")
     spec.check_pool(datamodule.pool_size)  # loads the data: fails before anything is written
     meta_path = out / "run.json"
+    identity = config_identity(config_text)
+    old_meta: dict[str, Any] = {}
     if meta_path.exists():
         try:
-            old = read_json(meta_path)
+            old_meta = read_json(meta_path)
         except (OSError, json.JSONDecodeError) as e:
             raise ConfigError(f"{meta_path} is unreadable ({e}); use another --out_dir") from e
-        if old.get("settings") != spec.settings():
-            raise ConfigError(f"{out} holds a run with other settings; use another --out_dir or the same config")
     records = read_rounds(out / "rounds.jsonl")
+    if old_meta:
+        check_resume(out, old_meta, spec.settings(), identity)
+        old_rounds = int(old_meta["settings"]["rounds"])
+        if spec.rounds > old_rounds:  # the old last round did not select: redo it
+            records = [{**r, "rounds_total": spec.rounds} for r in records if r["round"] < old_rounds]
+    console.where["at"] = "embedding the data (the cache keeps what is done)"
     embed_seconds = datamodule.prepare_embeddings()
     oracle = oracle or datamodule.make_oracle()
     is_zero = rank_zero_only.rank == 0
     if is_zero:
-        atomic_write_json(meta_path, {"settings": spec.settings(), "pool_size": datamodule.pool_size})
+        description = _describe(spec, datamodule, embed_seconds + float(old_meta.get("description", {}).get(
+            "embed_seconds", 0.0)))  # fmt: skip
+        meta = {"settings": spec.settings(), "config": identity, "pool_size": datamodule.pool_size,
+                "description": description}  # fmt: skip
+        atomic_write_json(meta_path, meta)
+        atomic_write_text(out / "rounds.jsonl", "".join(json.dumps(r) + "\n" for r in records))
         if config_text is not None:
             atomic_write_text(out / "config.yaml", config_text)
     done = {(r["arm"], r["seed"], r["round"]) for r in records}
     total = len(spec.arms) * len(spec.seeds) * (spec.rounds + 1)
-    bar = tqdm(total=total, initial=len(done), desc="rounds", disable=not (progress and is_zero), unit="round")
-    for seed in spec.seeds:
-        initial = torch.randperm(datamodule.pool_size, generator=torch.Generator().manual_seed(seed))
-        initial = initial[: spec.initial_budget]
-        for arm in spec.arms:
-            arm_dir = out / arm.name / f"seed_{seed}"
-            last = max((r["round"] for r in records if r["arm"] == arm.name and r["seed"] == seed), default=-1)
-            pool = _restore_pool(datamodule, arm_dir / "pool.json", last)
-            if pool.num_labeled == 0:
-                pool.add_labels(initial, oracle.query(initial), round=0)
-            for rnd in range(last + 1, spec.rounds + 1):
-                rec = _run_round(spec, arm, seed, rnd, model, datamodule, pool, oracle, arm_dir, trainer_kwargs or {})
-                rec["embed_seconds"], embed_seconds = embed_seconds, 0.0
-                records.append(rec)
-                if is_zero:
-                    pool.save(arm_dir / "pool.json")
-                    atomic_write_text(out / "rounds.jsonl", "".join(json.dumps(r) + "\n" for r in records))
-                bar.update(1)
-    bar.close()
+    bar = progress(total, "rounds", unit="round", initial=len(done), disable=not (progress_bar and is_zero))
+    try:
+        for seed in spec.seeds:
+            initial = torch.randperm(datamodule.pool_size, generator=torch.Generator().manual_seed(seed))
+            initial = initial[: spec.initial_budget]
+            for arm in spec.arms:
+                arm_dir = out / arm.name / f"seed_{seed}"
+                last = max((r["round"] for r in records if r["arm"] == arm.name and r["seed"] == seed), default=-1)
+                pool = _restore_pool(datamodule, arm_dir / "pool.json", last)
+                if pool.num_labeled == 0:
+                    pool.add_labels(initial, oracle.query(initial), round=0)
+                for rnd in range(last + 1, spec.rounds + 1):
+                    console.where["at"] = f"{arm.name} seed {seed} round {rnd}"
+                    logger = logger_factory(arm.name, seed, rnd) if logger_factory is not None else None
+                    rec = _run_round(
+                        spec, arm, seed, rnd, model, datamodule, pool, oracle, arm_dir, trainer_kwargs, logger
+                    )
+                    rec["embed_seconds"] = 0.0  # one shared cost of the run, in run.json's description
+                    records.append(rec)
+                    if is_zero:
+                        pool.save(arm_dir / "pool.json")
+                        atomic_write_text(out / "rounds.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+                    bar.update(1)
+                    if hasattr(bar, "set_postfix_str"):
+                        bar.set_postfix_str(f"{arm.name} seed {seed} round {rnd}: acc {100 * rec['test_acc']:.1f}%")
+    finally:
+        bar.close()
+        console.where["at"] = ""
     return records
+
+
+def _describe(spec: ExperimentSpec, datamodule: EmbeddingDataModule, embed_seconds: float) -> dict[str, Any]:
+    """What the run is about, for the report's header (run.json ``description``)."""
+    return {
+        "dataset": type(datamodule.dataset).__name__,
+        "encoder": type(datamodule.encoder).__name__,
+        "class_names": list(datamodule.dataset.class_names) if datamodule.dataset.class_names else None,
+        "budget": spec.budget,
+        "initial_budget": spec.initial_budget,
+        "seeds": spec.seeds,
+        "rounds": spec.rounds,
+        "arms": [a.name for a in spec.arms],
+        "pool_size": datamodule.pool_size,
+        "embed_seconds": round(embed_seconds, 4),
+    }
 
 
 def _restore_pool(datamodule: EmbeddingDataModule, path: Path, last_round: int) -> LabelPool:
@@ -213,6 +253,7 @@ def _run_round(
     oracle: Oracle,
     arm_dir: Path,
     trainer_kwargs: dict[str, Any],
+    logger: Logger | list[Logger] | None,
 ) -> dict[str, Any]:
     round_seed = _round_seed(seed, rnd)
     L.seed_everything(round_seed, verbose=False)
@@ -221,23 +262,32 @@ def _run_round(
     selecting = rnd < spec.rounds
     loop = ActiveLoop(arm, spec.budget, seed=round_seed, pool=pool)
     kwargs = copy.deepcopy(trainer_kwargs)
-    kwargs["callbacks"] = [*kwargs.get("callbacks", []), loop]
-    if kwargs.get("logger", True) is not False:
+    kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), loop]
+    round_dir = arm_dir / f"round_{rnd:02d}"
+    if rank_zero_only.rank == 0 and round_dir.exists():
+        shutil.rmtree(round_dir)  # the logs of an unfinished attempt at this round (resume)
+    if logger is not None:
+        kwargs["logger"] = logger
+    elif kwargs.get("logger", True) is not False:
         kwargs["logger"] = CSVLogger(save_dir=arm_dir, name="", version=f"round_{rnd:02d}")
-    kwargs.setdefault("default_root_dir", str(arm_dir / f"round_{rnd:02d}"))
-    with _quiet_lightning():
-        trainer = L.Trainer(**kwargs)
-        t0 = time.perf_counter()
-        trainer.fit(model, datamodule=datamodule)
-        t1 = time.perf_counter()
-        metrics = trainer.test(model, datamodule=datamodule, verbose=False)[0]
-        t2 = time.perf_counter()
-        selected = torch.empty(0, dtype=torch.long)
-        if selecting:
-            trainer.predict(model, datamodule=datamodule, return_predictions=False)
-            assert loop.selected is not None
-            selected = loop.selected
+    kwargs.setdefault("default_root_dir", str(round_dir))
+    trainer = L.Trainer(**kwargs)
+    where = console.where["at"]
+    t0 = time.perf_counter()
+    console.where["at"] = f"{where} (fit)"
+    trainer.fit(model, datamodule=datamodule)
+    t1 = time.perf_counter()
+    console.where["at"] = f"{where} (test)"
+    metrics = trainer.test(model, datamodule=datamodule, verbose=False)[0]
+    t2 = time.perf_counter()
+    selected = torch.empty(0, dtype=torch.long)
+    if selecting:
+        console.where["at"] = f"{where} (score and select)"
+        trainer.predict(model, datamodule=datamodule, return_predictions=False)
+        assert loop.selected is not None
+        selected = loop.selected
     t3 = time.perf_counter()
+    console.where["at"] = where
     record = {
         "arm": arm.name,
         "seed": seed,

@@ -62,6 +62,11 @@ class EmbeddingDataModule(L.LightningDataModule):
             labels not used), which conditions linear heads well.
         embed_batch_size: Images per encoder forward while building the cache.
         device: Device for building the cache (``auto`` = CUDA when available).
+        val_fraction: Fraction of the labeled items held out from training for validation
+            (``validate``, and validation during ``fit``). Which items are held out is a fixed,
+            seeded property of each pool item, so an item never moves between the splits as
+            labels are added. 0 (the default) trains on every label and has no validation split.
+        val_seed: Seed of the validation split.
     """
 
     def __init__(
@@ -75,10 +80,16 @@ class EmbeddingDataModule(L.LightningDataModule):
         standardize: bool = True,
         embed_batch_size: int = 64,
         device: str = "auto",
+        val_fraction: float = 0.0,
+        val_seed: int = 0,
     ) -> None:
         super().__init__()
         if batch_size <= 0 or samples_per_epoch < 0:
             raise ConfigError("batch_size must be positive and samples_per_epoch non-negative")
+        if not 0.0 <= val_fraction < 1.0:
+            raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        self.val_fraction = val_fraction
+        self.val_seed = val_seed
         self.dataset = dataset
         self.encoder = encoder
         self.cache = EmbeddingCache(cache_dir, batch_size=embed_batch_size, device=device)
@@ -159,15 +170,40 @@ class EmbeddingDataModule(L.LightningDataModule):
             raise ConfigError("no labels yet: pass data.pool_file (a pool.json) or attach a LabelPool")
         return self.pool
 
+    def val_mask(self) -> Tensor:
+        """``[pool_size]`` bool: the pool items in the validation split (if labeled)."""
+        if self.val_fraction == 0:
+            return torch.zeros(self.pool_size, dtype=torch.bool)
+        rank = torch.randperm(self.pool_size, generator=torch.Generator().manual_seed(self.val_seed))
+        mask = torch.zeros(self.pool_size, dtype=torch.bool)
+        mask[rank[: round(self.val_fraction * self.pool_size)]] = True
+        return mask
+
     def train_dataloader(self) -> DataLoader:
-        """Labeled items with the pool's labels, cycled up to ``samples_per_epoch``."""
+        """Labeled items (minus the validation split) with the pool's labels, cycled up to ``samples_per_epoch``."""
         pool = self._require_pool()
         idx = pool.labeled_index()
+        idx = idx[~self.val_mask()[idx]]
         if len(idx) == 0:
             raise ConfigError("the pool has no labeled items to train on")
         assert self.pool_x is not None
         rows = _Rows(self.pool_x[idx], idx, pool.labels[idx], length=self.samples_per_epoch)
         return DataLoader(rows, batch_size=min(self.batch_size, len(rows)), shuffle=True, drop_last=False)
+
+    def val_dataloader(self) -> DataLoader | list:
+        """Labeled items in the validation split (``val_fraction``); none when it is 0."""
+        if self.val_fraction == 0:
+            return []
+        pool = self._require_pool()
+        idx = pool.labeled_index()
+        idx = idx[self.val_mask()[idx]]
+        if len(idx) == 0:
+            raise ConfigError(
+                f"none of the {pool.num_labeled} labeled items falls into the validation split "
+                f"(val_fraction {self.val_fraction}); label more items or raise val_fraction"
+            )
+        assert self.pool_x is not None
+        return self._eval_loader(_Rows(self.pool_x[idx], idx, pool.labels[idx]))
 
     def test_dataloader(self) -> DataLoader:
         """The test split with its labels; under DDP every item is evaluated exactly once.
@@ -176,7 +212,9 @@ class EmbeddingDataModule(L.LightningDataModule):
         would count them twice in the metrics; an unrepeated sampler gives uneven shards instead.
         """
         assert self.test_x is not None
-        rows = _Rows(self.test_x, torch.arange(len(self.test_x)), self.test_split.targets)
+        return self._eval_loader(_Rows(self.test_x, torch.arange(len(self.test_x)), self.test_split.targets))
+
+    def _eval_loader(self, rows: _Rows) -> DataLoader:
         sampler = None
         trainer = self.trainer
         if trainer is not None and trainer.world_size > 1:

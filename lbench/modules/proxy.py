@@ -60,6 +60,7 @@ class ProxyClassifier(L.LightningModule):
         self.body = nn.Sequential(nn.Linear(d, h), nn.GELU()) if h else nn.Identity()
         self.dropout = nn.Dropout(self.hparams.dropout)
         self.head = nn.Linear(h or d, k)
+        self.val_metrics = classification_metrics(k, prefix="val/")
         self.test_metrics = classification_metrics(k, prefix="test/")
 
     def features(self, x: Tensor) -> Tensor:
@@ -77,6 +78,11 @@ class ProxyClassifier(L.LightningModule):
         loss = F.cross_entropy(self(batch["x"]), batch["y"])
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["y"]))
         return loss
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        """Validation metrics (accuracy, balanced accuracy, macro F1) on held-out labeled items."""
+        self.val_metrics.update(self(batch["x"]).argmax(1), batch["y"])
+        self.log_dict(self.val_metrics, batch_size=len(batch["y"]), prog_bar=True)
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         """Test metrics (accuracy, balanced accuracy, macro F1)."""

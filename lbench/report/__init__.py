@@ -6,26 +6,35 @@ Usage::
 
 or from Python ``lbench.report.write_report(["checkpoints/default"])``. Reads each run's
 ``rounds.jsonl`` (several runs are merged by arm and seed; a run in progress reports its finished
-rounds and lists the missing ones), prints the summary table and writes into ``DIR`` (default
-``<first run dir>/report/``):
+rounds and lists the missing ones) and, when present, the ``description`` of its ``run.json``
+(data set, encoder, class names, budgets, seeds, embedding time; old runs without it fall back to
+the ledger). Prints what the report describes and the summary table, and writes into ``DIR``
+(default ``<first run dir>/report/``):
 
 - ``curves.png``: test accuracy, balanced accuracy and macro F1 vs number of labels, one line per
   arm, mean over seeds of the raw per-round values with a 95% band; ``vs_baseline.png``: the paired
-  difference to the baseline arm.
-- ``summary.md`` / ``summary.csv``: per arm, final metrics, AUBC, the AUBC difference to the
-  baseline and whether the arm can be told apart from it, labels needed to reach the baseline's
-  final accuracy and the implied label savings with bootstrap intervals, class coverage;
+  difference to the baseline arm. Titles name the data set and encoder when known.
+- ``summary.md`` / ``summary.csv``: a "what this report describes" header (data set, encoder,
+  budgets, seeds, arms, run dirs), then per arm: final metrics, AUBC, the AUBC difference to the
+  baseline, one verdict (better / worse / ≈ / mixed, from the AUBC and savings intervals), labels
+  needed to reach the baseline's final accuracy and the implied label savings with bootstrap
+  intervals (``not reached (k/n seeds)`` when some seed never does), class coverage with class
+  names. The baseline's own row has no comparison. Every table has a legend (one line per
+  column); with one seed values print without an interval and a note says so.
   ``curves.csv``: every metric per arm and number of labels (mean and interval over seeds);
-  ``coverage.csv``: per-class label counts of the final labeled set.
-- ``cost.md`` / ``cost.csv``: seconds per phase (embedding, training, testing, scoring, selection)
-  per round and arm, totals, labels, and accuracy gained per label (own and over the baseline).
+  ``coverage.csv``: per-class label counts of the final labeled set (index and name).
+- ``cost.md`` / ``cost.csv``: seconds per phase (training, testing, scoring, selection) per round
+  and arm, totals, labels, and accuracy gained per label (own and over the baseline); embedding is
+  a one-off cost shared by all arms, shown once on its own line (the ``(shared)`` row of the CSV)
+  and in no arm's total.
 - ``report.html``: all of the above in one self-contained page (images inline).
 
-The definitions (comparison grid, AUBC, savings, the indistinguishable flag, n/a with one seed)
-are in :mod:`lbench.report.analysis`; the statistics in :mod:`lbench.report.stats`.
+The definitions (comparison grid, AUBC, savings, verdict rules, shared embedding cost) are in
+:mod:`lbench.report.analysis`; the statistics in :mod:`lbench.report.stats`.
 
-Modules: ``ledger`` (read and validate ledgers), ``stats`` (intervals, AUBC, crossings),
-``analysis`` (the numbers), ``tables`` (Markdown/HTML/CSV), ``plots`` (PNG), ``html`` (the page),
+Modules: ``ledger`` (read and validate ledgers), ``runinfo`` (the runs' descriptions), ``stats``
+(intervals, AUBC, crossings), ``analysis`` (the numbers), ``verdict`` (one verdict per arm),
+``tables`` (Markdown/HTML with legends), ``csvs`` (CSV), ``plots`` (PNG), ``html`` (the page),
 ``writer`` (:func:`write_report`), ``cli`` (:func:`main`).
 """
 

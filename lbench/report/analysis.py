@@ -9,19 +9,35 @@ Definitions (all intervals 95%, over seeds; see :mod:`lbench.report.stats`):
   run in progress is compared on its finished part. Its last value is ``final_labels``.
 - **AUBC**: trapezoid area of the mean curve (test accuracy) over the grid, divided by the label
   range, in [0, 1]; its interval is t-based over the per-seed AUBCs (whose mean it equals).
-- **Indistinguishable from the baseline**: the paired t interval of the per-seed AUBC difference
-  (arm minus baseline, over the seeds both have) contains 0. With one common seed there is no
-  test: the verdict is ``n/a``.
+- **ΔAUBC**: the paired t interval of the per-seed AUBC difference (arm minus baseline, over the
+  seeds both have). The baseline arm is not compared with itself: its comparison fields are None.
 - **Labels needed / savings**: per common seed ``s``, the target is the baseline's test accuracy
   at ``final_labels`` in seed ``s`` (seeds are paired: every arm of a seed starts from the same
   initial set); the labels needed are where the arm's seed-``s`` curve first reaches it, by linear
   interpolation between rounds (``inf`` when it never does), and the savings are
-  ``1 - needed / final_labels`` (``-inf`` when not reached: more labels than the baseline would be
-  needed). Point estimate: the mean over seeds (infinite when a seed did not reach the target; the
-  count is reported). Interval: percentile bootstrap over seeds, seeded, so the output is
-  deterministic.
+  ``1 - needed / final_labels`` (``-inf`` when not reached). Point estimate: the mean over seeds
+  (infinite when a seed did not reach the target; ``not_reached`` counts those seeds, and the
+  tables print ``not reached (k/n seeds)`` instead of any infinite number). Interval: percentile
+  bootstrap over seeds, seeded, so the output is deterministic.
+- **Verdict** (one per arm, from two signals; with one common seed there is no interval and the
+  verdict is ``n/a``). AUBC signal: ``+`` when the ΔAUBC interval is above 0, ``-`` when below,
+  ``0`` when it contains 0. Savings signal: ``+`` when the target was reached in every seed and the
+  savings interval is above 0, ``-`` when the savings interval is below 0 (this includes a target
+  reached in no seed), ``0`` otherwise. Then (``VERDICT_RULES`` holds the one-line legend):
+
+  - ``better``: AUBC ``+``, the target reached in every seed, and savings not ``-``;
+  - ``worse``: AUBC ``-`` and savings not ``+``;
+  - ``indistinguishable`` (printed ``≈ baseline``): AUBC ``0`` and savings ``0``;
+  - ``saves_labels`` (``≈ baseline by AUBC; saves labels``): AUBC ``0``, savings ``+``;
+  - ``needs_more_labels`` (``≈ baseline by AUBC; needs more labels``): AUBC ``0``, savings ``-``;
+  - ``mixed``: the signals contradict (AUBC ``+`` but a seed never reached the target or savings
+    ``-``; AUBC ``-`` but savings ``+``); ``verdict_detail`` says how.
+
 - **Gain per label**: ``(acc(final_labels) - acc(first grid point)) / (label range)`` per seed,
   and the paired gain over the baseline ``(acc_arm - acc_baseline)(final_labels) / (label range)``.
+- **Cost**: per-arm seconds per phase exclude embedding: the embeddings are computed once per run
+  and shared by every arm and seed, so their time is one shared line (``RunInfo.embed_seconds``:
+  ``run.json``'s description, else the sum of the records' ``embed_seconds``).
 """
 
 from __future__ import annotations
@@ -32,9 +48,24 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lbench.report.ledger import METRICS, PHASES, Ledger, RoundRecord
+from lbench.report.runinfo import RunInfo, run_info
 from lbench.report.stats import Interval, aubc, bootstrap_mean_ci, first_crossing, mean_ci
+from lbench.report.verdict import verdict
 
-__all__ = ["Analysis", "ArmSummary", "BudgetRow", "CostRow", "CostTotal", "Coverage", "SeedCurve", "analyze"]
+__all__ = [
+    "ARM_PHASES",
+    "Analysis",
+    "ArmSummary",
+    "BudgetRow",
+    "CostRow",
+    "CostTotal",
+    "Coverage",
+    "SeedCurve",
+    "analyze",
+]
+
+ARM_PHASES = tuple(p for p in PHASES if p != "embed_seconds")
+"""Phases charged to an arm (embedding is a shared, one-off cost of the run)."""
 
 
 @dataclass
@@ -107,8 +138,10 @@ class ArmSummary:
         seeds: Its seeds.
         final: Metric -> interval at ``final_labels``.
         aubc: AUBC of test accuracy over the grid (NaN without a grid of two budgets).
-        aubc_diff: Paired AUBC difference to the baseline, or None.
-        verdict: ``baseline``, ``indistinguishable``, ``better``, ``worse`` or ``n/a``.
+        aubc_diff: Paired AUBC difference to the baseline, or None (always None for the baseline).
+        verdict: ``baseline``, ``better``, ``worse``, ``indistinguishable``, ``saves_labels``,
+            ``needs_more_labels``, ``mixed`` or ``n/a`` (rules in the module docstring).
+        verdict_detail: Why, for ``mixed`` (and the seed count for ``n/a``); else "".
         labels_needed: Labels to reach the baseline's final accuracy (bootstrap interval), or None.
         savings: ``1 - labels_needed / final_labels`` (bootstrap interval), or None.
         not_reached: Seeds whose curve never reached the baseline's final accuracy.
@@ -124,6 +157,7 @@ class ArmSummary:
     aubc: Interval
     aubc_diff: Interval | None = None
     verdict: str = "n/a"
+    verdict_detail: str = ""
     labels_needed: Interval | None = None
     savings: Interval | None = None
     not_reached: int = 0
@@ -135,7 +169,7 @@ class ArmSummary:
 
 @dataclass(frozen=True)
 class CostRow:
-    """Mean seconds per phase over seeds, for one arm, round and number of labels."""
+    """Mean seconds per phase (``ARM_PHASES``: no embedding) over seeds, for one arm, round and labels."""
 
     arm: str
     round: int
@@ -151,7 +185,7 @@ class CostRow:
 
 @dataclass(frozen=True)
 class CostTotal:
-    """Seconds per phase summed over the finished rounds and seeds of one arm."""
+    """Seconds per phase (``ARM_PHASES``: no embedding) summed over the finished rounds and seeds of one arm."""
 
     arm: str
     n_seeds: int
@@ -182,6 +216,7 @@ class Analysis:
         cost_totals: Per-arm cost totals.
         notes: Sentences the report shows (missing baseline, short grid).
         n_resamples: Bootstrap resamples used.
+        info: What the runs describe (data set, encoder, budgets, shared embedding time).
     """
 
     ledger: Ledger
@@ -196,6 +231,7 @@ class Analysis:
     cost_totals: list[CostTotal] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     n_resamples: int = 2000
+    info: RunInfo = field(default_factory=RunInfo)
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -250,15 +286,11 @@ def _compare(s: ArmSummary, arm_c: list[SeedCurve], base: dict[int, SeedCurve], 
         needed.append(first_crossing(a.x, a.y(), yb[-1]))
         gain.append((ya[-1] - yb[-1]) / span)
     s.aubc_diff = mean_ci(d_aubc)
-    inside = s.aubc_diff.contains(0.0)
-    if inside is None:
-        s.verdict = "n/a"
-    else:
-        s.verdict = "indistinguishable" if inside else "better" if s.aubc_diff.mean > 0 else "worse"
     s.labels_needed = bootstrap_mean_ci(needed, n_boot)
     s.savings = bootstrap_mean_ci([1.0 - n / final for n in needed], n_boot)
     s.not_reached = sum(math.isinf(n) for n in needed)
     s.gain_vs_baseline = mean_ci(gain)
+    s.verdict, s.verdict_detail = verdict(s.aubc_diff, s.savings, s.not_reached)
 
 
 def _summary(arm: str, curves: list[SeedCurve], grid: np.ndarray, metrics: tuple[str, ...]) -> ArmSummary:
@@ -295,22 +327,24 @@ def _costs(arms: list[str], curves: dict[tuple[str, int], SeedCurve]) -> tuple[l
         keys = sorted({(r.round, r.num_labeled) for r in recs})
         for rnd, x in keys:
             group = [r for r in recs if r.round == rnd and r.num_labeled == x]
-            sec = {p: float(np.mean([r.seconds[p] for r in group])) for p in PHASES}
+            sec = {p: float(np.mean([r.seconds[p] for r in group])) for p in ARM_PHASES}
             rows.append(CostRow(arm, rnd, x, len(group), sec))
         n_seeds = len({r.seed for r in recs})
-        sec = {p: float(sum(r.seconds[p] for r in recs)) for p in PHASES}
+        sec = {p: float(sum(r.seconds[p] for r in recs)) for p in ARM_PHASES}
         totals.append(CostTotal(arm, n_seeds, len(recs), max(r.num_labeled for r in recs), sec))
     return rows, totals
 
 
-def analyze(ledger: Ledger, baseline: str = "random", n_resamples: int = 2000) -> Analysis:
+def analyze(ledger: Ledger, baseline: str = "random", n_resamples: int = 2000, info: RunInfo | None = None) -> Analysis:
     """Compute curves, summaries, comparisons with the baseline and the cost ledger.
 
     Args:
         ledger: The merged, validated ledger.
-        baseline: Name of the baseline arm (savings and the indistinguishable flag are relative
-            to it); when absent, these are skipped and a note says so.
+        baseline: Name of the baseline arm (savings and verdicts are relative to it); when
+            absent, these are skipped and a note says so.
         n_resamples: Bootstrap resamples for labels needed and savings.
+        info: What the runs describe; None reads each run's ``run.json`` (see
+            :func:`lbench.report.runinfo.run_info`).
 
     Returns:
         The analysis.
@@ -340,20 +374,17 @@ def analyze(ledger: Ledger, baseline: str = "random", n_resamples: int = 2000) -
     if has_base and grid.size >= 2 and 1 < len(by_arm[baseline]) < 5:
         notes.append(
             "Fewer than 5 seeds: a bootstrap interval over so few seeds is about the range of the per-seed values and "
-            "understates the uncertainty; the t-based comparison (≈) is the safer reading."
+            "understates the uncertainty; the t-based ΔAUBC interval is the safer reading."
         )
     summaries = {a: _summary(a, by_arm[a], grid, ledger.metrics) for a in arms}
     diffs = {}
     if has_base:
         base = {c.seed: c for c in by_arm[baseline]}
         summaries[baseline].verdict = "baseline"
-        for a in arms:
+        for a in arms[1:]:  # the baseline (first) is not compared with itself
             if grid.size >= 2:
                 _compare(summaries[a], by_arm[a], base, grid, n_resamples)
-            if a == baseline:
-                summaries[a].verdict = "baseline"
-            else:
-                diffs[a] = _diff_curve(by_arm[a], base)
+            diffs[a] = _diff_curve(by_arm[a], base)
     costs, totals = _costs(arms, curves)
     return Analysis(
         ledger=ledger,
@@ -368,4 +399,5 @@ def analyze(ledger: Ledger, baseline: str = "random", n_resamples: int = 2000) -
         cost_totals=totals,
         notes=notes,
         n_resamples=n_resamples,
+        info=info if info is not None else run_info(ledger),
     )

@@ -3,7 +3,8 @@
 ``curves.png``: one panel per metric, metric (%) vs number of labels, one line per arm: the mean
 over seeds of the raw per-round values (never a best-so-far maximum), with a 95% t band where at
 least two seeds finished that budget. ``vs_baseline.png``: the paired difference of test accuracy
-to the baseline arm (percentage points), same conventions, with the zero line.
+to the baseline arm (percentage points), same conventions, with the zero line. Titles name the data
+set and encoder when the runs' ``run.json`` describes them.
 """
 
 from __future__ import annotations
@@ -56,6 +57,12 @@ def _colors(a: Analysis) -> dict[str, object]:
     return colors
 
 
+def _titled(a: Analysis, text: str) -> str:
+    """``data set · encoder: text`` when known, else ``text``."""
+    name = a.info.title()
+    return f"{name}: {text}" if name else text
+
+
 def plot_curves(a: Analysis) -> bytes:
     """Learning curves of every metric; returns PNG bytes."""
     colors = _colors(a)
@@ -72,7 +79,7 @@ def plot_curves(a: Analysis) -> bytes:
             ax.set_xlabel("number of labels")
             ax.set_ylabel(f"{METRIC_NAMES[m]} (%)")
         axes[0].legend(loc="lower right", fontsize=8)
-        fig.suptitle("Mean over seeds with 95% band (raw per-round values, not best-so-far)", fontsize=9)
+        fig.suptitle(_titled(a, "mean over seeds with 95% band (raw per-round values, not best-so-far)"), fontsize=9)
         return _png(fig)
 
 
@@ -92,5 +99,5 @@ def plot_vs_baseline(a: Analysis) -> bytes | None:
         ax.set_xlabel("number of labels")
         ax.set_ylabel(f"test accuracy minus {a.baseline} (pp)")
         ax.legend(fontsize=8)
-        ax.set_title(f"Paired difference to {a.baseline} over common seeds, 95% band", fontsize=9)
+        ax.set_title(_titled(a, f"paired difference to {a.baseline} over common seeds, 95% band"), fontsize=9)
         return _png(fig)

@@ -8,15 +8,18 @@ from pathlib import Path
 
 from lbench._io import atomic_write, atomic_write_text
 from lbench.errors import ReportError, check_positive_int
+from lbench.report import csvs
 from lbench.report import tables as T
 from lbench.report.analysis import Analysis, analyze
 from lbench.report.html import html_page
 from lbench.report.ledger import load_ledger
 from lbench.report.plots import plot_curves, plot_vs_baseline
 
-__all__ = ["ReportResult", "status_lines", "write_report"]
+__all__ = ["ReportResult", "about_lines", "status_lines", "write_report"]
 
 TITLE = "lbench report: is active learning paying off?"
+ABOUT = "What this report describes"
+STATUS = "Status and method"
 
 
 @dataclass
@@ -46,11 +49,36 @@ class ReportResult:
         return self.analysis.ledger.missing
 
 
+def _values(values: tuple[object, ...], unknown: str = "not recorded") -> str:
+    return ", ".join(map(str, values)) if values else unknown
+
+
+def about_lines(a: Analysis) -> list[str]:
+    """What the report describes: data set, encoder, budgets, seeds, arms and run dirs.
+
+    Merged runs list their distinct values; what no ``run.json`` description gives is taken from
+    the ledger (budgets) or printed as ``not recorded`` (data set, encoder). Seeds are the ones
+    the ledgers hold (a seed not started yet is not described).
+    """
+    info = a.info
+    seeds = sorted({s for arm in a.arms for s in a.seeds(arm)})
+    arms = ", ".join(f"{arm} (baseline)" if arm == a.baseline else arm for arm in a.arms)
+    lines = [f"Data set: {_values(info.datasets)}; encoder: {_values(info.encoders)}."]
+    labels = (
+        f"Labels: initial budget {_values(info.initial_budgets, 'unknown')}, budget per round "
+        f"{_values(info.budgets, 'unknown')}, rounds {_values(info.rounds, 'unknown')}"
+    )
+    lines.append(labels + (f"; pool of {_values(info.pool_sizes)} items." if info.pool_sizes else "."))
+    lines.append(f"Seeds: {', '.join(map(str, seeds))} ({len(seeds)}).")
+    lines.append(f"Arms: {len(a.arms)} ({arms}).")
+    lines.append("Run dirs: " + _values(tuple(dict.fromkeys(str(p.parent) for p in a.ledger.sources))) + ".")
+    return lines
+
+
 def status_lines(a: Analysis) -> list[str]:
-    """Sentences describing the runs, their completeness, the baseline and the statistics used."""
+    """Sentences describing the runs' completeness, the baseline and the statistics used."""
     led = a.ledger
-    lines = ["Runs: " + ", ".join(str(p.parent) for p in led.sources)]
-    lines.append("Arms: " + "; ".join(f"{arm} (seeds {', '.join(map(str, a.seeds(arm)))})" for arm in a.arms))
+    lines = ["Seeds per arm: " + "; ".join(f"{arm} ({', '.join(map(str, a.seeds(arm)))})" for arm in a.arms) + "."]
     n = len(led.records)
     if led.partial:
         lines.append(f"Status: PARTIAL, {n} rounds finished, {len(led.missing)} missing: {T.missing_text(a)}.")
@@ -64,15 +92,15 @@ def status_lines(a: Analysis) -> list[str]:
             f"finished: {int(a.grid[0])} to {int(a.grid[-1])} ({a.grid.size} budget{'s' if a.grid.size > 1 else ''})."
         )
     lines.append(
-        "Intervals: 95% over seeds; t-based for means (mean ± half-width, n/a with one seed); percentile bootstrap "
+        "Intervals: 95% over seeds; t-based for means (mean ± half-width, none with one seed); percentile bootstrap "
         f"({a.n_resamples} resamples, seeded) for labels needed and savings. Curves are raw per-round values, "
         "never best-so-far."
     )
     if a.baseline is not None:
         lines.append(
-            f"'≈ {a.baseline}': the paired t interval of the per-seed AUBC difference contains 0 (cannot be told "
-            f"apart at the 95% level). Labels to reach {a.baseline}: first crossing of {a.baseline}'s final test "
-            f"accuracy of the same seed, interpolated linearly; savings = 1 - labels needed / final labels."
+            f"Labels to reach {a.baseline}: first crossing of {a.baseline}'s final test accuracy of the same seed, "
+            f"interpolated linearly; savings = 1 - labels needed / final labels. {a.baseline} is not compared with "
+            "itself."
         )
     return lines + a.notes
 
@@ -96,7 +124,8 @@ def write_report(
     Writes into ``out`` (default ``<first run dir>/report/``): ``summary.md``, ``summary.csv``,
     ``curves.csv``, ``coverage.csv``, ``cost.md``, ``cost.csv``, ``curves.png``,
     ``vs_baseline.png`` (when the baseline arm exists) and ``report.html`` (one self-contained
-    page). Nothing is written when a ledger is invalid.
+    page); each starts with what the report describes (from the runs' ``run.json`` when present).
+    Nothing is written when a ledger is invalid.
 
     Args:
         run_dirs: Run directories (or their ``rounds.jsonl`` files).
@@ -104,7 +133,7 @@ def write_report(
         seeds_bootstrap: Bootstrap resamples over seeds for labels needed and savings.
         baseline: Name of the baseline arm.
         html: Also write ``report.html``.
-        echo: Print the summary table to the terminal.
+        echo: Print what the report describes, the status and the summary table (with its legend).
 
     Returns:
         The report's folder, files and numbers.
@@ -117,26 +146,27 @@ def write_report(
         raise ReportError("give at least one run directory")
     a = analyze(load_ledger(list(run_dirs)), baseline=baseline, n_resamples=seeds_bootstrap)
     out_dir = Path(out) if out is not None else _default_out(run_dirs[0])
-    lines = status_lines(a)
+    about, lines = about_lines(a), status_lines(a)
     summary, coverage, budgets = T.summary_table(a), T.coverage_table(a), T.budget_tables(a)
     cost_total, cost_round = T.cost_total_table(a), T.cost_round_table(a)
     images = {"curves.png": plot_curves(a)}
     vs = plot_vs_baseline(a)
     if vs is not None:
         images["vs_baseline.png"] = vs
-    head = "# " + TITLE + "\n\n" + "".join(f"- {line}\n" for line in lines) + "\n"
+    head = f"# {TITLE}\n\n## {ABOUT}\n\n" + "".join(f"- {line}\n" for line in about)
+    head += f"\n## {STATUS}\n\n" + "".join(f"- {line}\n" for line in lines) + "\n"
     figs = "".join(f"![{name}]({name})\n\n" for name in images)
     texts = {
         "summary.md": head + figs + "\n".join(t.markdown() for t in [summary, coverage, *budgets, cost_total]),
         "cost.md": "# Cost ledger\n\n" + cost_total.markdown() + "\n" + cost_round.markdown(),
-        "summary.csv": T.summary_csv(a),
-        "curves.csv": T.curves_csv(a),
-        "coverage.csv": T.coverage_csv(a),
-        "cost.csv": T.cost_csv(a),
+        "summary.csv": csvs.summary_csv(a),
+        "curves.csv": csvs.curves_csv(a),
+        "coverage.csv": csvs.coverage_csv(a),
+        "cost.csv": csvs.cost_csv(a),
     }
     if html:
         tables = [summary, coverage, *budgets, cost_total, cost_round]
-        texts["report.html"] = html_page(TITLE, lines, images, tables)
+        texts["report.html"] = html_page(TITLE, {ABOUT: about, STATUS: lines}, images, tables)
     files: dict[str, Path] = {}
     try:
         for name, png in images.items():
@@ -147,7 +177,8 @@ def write_report(
             files[name] = out_dir / name
     except OSError as e:
         raise ReportError(f"cannot write the report to {out_dir}: {e.strerror or e}; choose another --out") from e
-    text = "\n".join(lines) + "\n\n" + summary.markdown() + f"\nReport written to {out_dir}{os.sep}\n"
+    text = f"{ABOUT}:\n" + "".join(f"  {line}\n" for line in about) + "\n" + "\n".join(lines) + "\n\n"
+    text += summary.markdown() + f"\nReport written to {out_dir}{os.sep}\n"
     if echo:
         print(text, end="")
     return ReportResult(out_dir=out_dir, files=files, analysis=a, text=text)

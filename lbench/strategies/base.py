@@ -83,10 +83,13 @@ class QueryStrategy(ABC):
     Attributes:
         requires_embeddings: The strategy reads ``view.embeddings``.
         requires_labeled: The strategy reads the labeled part of the view.
+        requires_model: The strategy ranks items by a trained model's outputs (so ``select``
+            refuses to run it without a checkpoint); False for cold-start strategies.
     """
 
     requires_embeddings: bool = False
     requires_labeled: bool = False
+    requires_model: bool = True
 
     @property
     def name(self) -> str:

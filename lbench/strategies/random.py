@@ -18,5 +18,7 @@ def random_sample(n: int, budget: int, generator: torch.Generator) -> Tensor:
 class Random(QueryStrategy):
     """Pick unlabeled items uniformly at random."""
 
+    requires_model = False
+
     def _select(self, view: PoolView, budget: int, generator: torch.Generator) -> Tensor:
         return random_sample(view.num_unlabeled, budget, generator)

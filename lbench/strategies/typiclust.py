@@ -89,7 +89,15 @@ def kmeans(x: Tensor, n_clusters: int, generator: torch.Generator, n_iter: int =
     if faiss is None:
         return _kmeans_torch(x, init, n_iter, chunk)
     data = x.contiguous().numpy()
-    km = faiss.Kmeans(data.shape[1], n_clusters, niter=n_iter, verbose=False, max_points_per_centroid=1 << 30)
+    # min_points_per_centroid=1: faiss only uses it to print a warning on stderr (into the progress bar)
+    km = faiss.Kmeans(
+        data.shape[1],
+        n_clusters,
+        niter=n_iter,
+        verbose=False,
+        max_points_per_centroid=1 << 30,
+        min_points_per_centroid=1,
+    )
     km.train(data, init_centroids=init.contiguous().numpy())
     _, ids = km.index.search(data, 1)
     return torch.as_tensor(ids[:, 0], dtype=torch.long)
@@ -223,6 +231,7 @@ class TypiClust(QueryStrategy):
     """
 
     requires_embeddings = True
+    requires_model = False  # a cold-start strategy: typical points of the embedding space
 
     @property
     def name(self) -> str:

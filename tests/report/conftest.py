@@ -67,3 +67,24 @@ def full_records():
     recs = records_for(RANDOM, "random") + records_for(MARGIN, "margin")
     recs[0]["embed_seconds"] = 12.0  # the cache was built before the first round
     return recs
+
+
+DESCRIPTION = {
+    "dataset": "fashion_mnist",
+    "encoder": "clip-vit-b32",
+    "class_names": ["cat", "dog", "bird"],
+    "budget": 100,
+    "initial_budget": 100,
+    "seeds": [0, 1, 2],
+    "rounds": 3,
+    "pool_size": 5000,
+    "embed_seconds": 30.5,
+}
+
+
+def write_run_json(run_dir, description=None, **fields):
+    """run.json as `lbench run` writes it; ``description`` None leaves the key out (an old run)."""
+    meta = {"settings": {"arms": {}, "seeds": [], "rounds": 3, "budget": 100, "initial_budget": 100}}
+    if description is not None:
+        meta["description"] = {**description, **fields}
+    (Path(run_dir) / "run.json").write_text(json.dumps(meta))

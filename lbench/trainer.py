@@ -1,0 +1,179 @@
+"""LbenchTrainer: a Lightning Trainer with the active-learning subcommands ``select`` and ``run``.
+
+LightningCLI builds each subcommand's arguments from the signature and docstring of the Trainer
+method of the same name, so these methods are the command line's schema.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.callbacks.progress.progress_bar import ProgressBar
+from lightning.pytorch.cli import SaveConfigCallback
+
+from lbench._io import atomic_write, check_writable
+from lbench.console import LineProgressBar, is_terminal
+from lbench.data.embeddings import EmbeddingDataModule
+from lbench.errors import BudgetError, ConfigError
+from lbench.experiment import ExperimentSpec, LoggerFactory, format_table, run_experiment
+from lbench.loop import ActiveLoop
+from lbench.strategies.base import QueryStrategy
+from lbench.strategies.uncertainty import margin_scores
+
+__all__ = ["LbenchTrainer"]
+
+
+class LbenchTrainer(L.Trainer):
+    """A Lightning Trainer with the active-learning subcommands ``select`` and ``run``.
+
+    It remembers its constructor arguments, so ``run`` can build a fresh Trainer per round with
+    the same settings. When stderr is not a terminal (a log file, CI), progress is printed as
+    plain lines (:class:`~lbench.console.LineProgressBar`) instead of tqdm's carriage returns.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.init_kwargs = dict(kwargs)
+        callbacks = list(kwargs.get("callbacks") or [])
+        wants_bar = kwargs.get("enable_progress_bar", True) is not False
+        if wants_bar and not is_terminal() and not any(isinstance(c, ProgressBar) for c in callbacks):
+            kwargs["callbacks"] = [*callbacks, LineProgressBar()]
+        super().__init__(**kwargs)
+        self.config_text: str | None = None
+        self.logger_factory: LoggerFactory | None = None
+
+    def select(
+        self,
+        model: L.LightningModule,
+        datamodule: L.LightningDataModule,
+        query: QueryStrategy,
+        budget: int,
+        output: str | None = None,
+        ckpt_path: str | None = None,
+        seed: int = 0,
+    ) -> None:
+        """Score the unlabeled pool with a trained model and write the next batch to label.
+
+        Args:
+            model: The trained model (give its checkpoint with ``ckpt_path``).
+            datamodule: Serves the pool; its ``pool_file`` holds the current labels.
+            query: The query strategy.
+            budget: Number of items to select.
+            output: CSV written with one row per selected item (rank, index, id, scores); default
+                ``selected.csv`` next to ``pool_file``.
+            ckpt_path: Checkpoint of the trained model (from ``lbench fit``); required unless the
+                strategy works without a trained model (Random, TypiClust).
+            seed: Seed of the strategy's randomness.
+        """
+        if not isinstance(datamodule, EmbeddingDataModule) or datamodule.pool_file is None:
+            raise ConfigError("select needs an EmbeddingDataModule with data.pool_file set (the current labels)")
+        if query.requires_model and ckpt_path is None:
+            raise ConfigError(
+                f"query strategy {type(query).__name__} scores the pool with a trained model: give --ckpt_path "
+                "(a checkpoint written by `lbench fit`), or start cold with --query Random or --query TypiClust"
+            )
+        if ckpt_path is not None and not Path(ckpt_path).is_file():
+            raise ConfigError(f"checkpoint {ckpt_path} does not exist")
+        out_path = Path(output) if output is not None else Path(datamodule.pool_file).parent / "selected.csv"
+        check_writable(out_path)
+        check_writable(datamodule.pool_file)
+        datamodule.setup("predict")
+        assert datamodule.pool is not None
+        pool = datamodule.pool
+        if budget > pool.num_unlabeled - len(pool.pending):
+            raise BudgetError(
+                f"budget {budget} is larger than the {pool.num_unlabeled - len(pool.pending)} unlabeled items "
+                f"not yet requested ({len(pool.pending)} are pending in {datamodule.pool_file})"
+            )
+        pool.check_budget(budget)
+        loop = ActiveLoop(query, budget, seed=seed)
+        saved = list(self.callbacks)
+        # select never trains: no checkpoint callback (it would warn about a changed dirpath) and no
+        # saved config (it would write lightning_logs/ into the current directory)
+        self.callbacks[:] = [c for c in saved if not isinstance(c, SaveConfigCallback | Checkpoint)] + [loop]
+        try:
+            self.predict(model, datamodule=datamodule, ckpt_path=ckpt_path, return_predictions=False)
+        finally:
+            self.callbacks[:] = saved
+        if not self.is_global_zero:
+            return
+        assert loop.selected is not None and loop.view is not None
+        _write_selection(out_path, loop, datamodule)
+        pool.pending = sorted(set(pool.pending) | set(loop.selected.tolist()))
+        pool.save(datamodule.pool_file)
+        print(f"selected {len(loop.selected)} items with {query.name}: {out_path}")
+
+    def run(
+        self,
+        model: L.LightningModule,
+        datamodule: L.LightningDataModule,
+        arms: list[QueryStrategy],
+        seeds: list[int] | None = None,
+        rounds: int = 5,
+        budget: int = 100,
+        initial_budget: int = 100,
+        out_dir: str = "checkpoints/run",
+        report: bool = True,
+    ) -> None:
+        """Run a simulated active-learning experiment: arms x seeds x rounds, then a report.
+
+        Args:
+            model: The model trained each round (a fresh seeded copy every round).
+            datamodule: An EmbeddingDataModule over the pool and test split.
+            arms: Query strategies to compare (e.g. ``[Random, Margin]``).
+            seeds: Seeds (default ``[0]``); every arm of a seed starts from the same initial set.
+            rounds: Selection rounds after the initial random set.
+            budget: Items labeled per round.
+            initial_budget: Size of the initial random labeled set.
+            out_dir: Run directory; the same command again resumes it, and more rounds, arms
+                or seeds extend it.
+            report: Write the report (tables and curves) into ``out_dir/report`` at the end.
+        """
+        if not isinstance(datamodule, EmbeddingDataModule):
+            raise ConfigError("run needs an EmbeddingDataModule (data.class_path: EmbeddingDataModule)")
+        spec = ExperimentSpec(arms, seeds if seeds is not None else [0], rounds, budget, initial_budget)
+        check_writable(out_dir, "folder")
+        kwargs = copy.copy(self.init_kwargs)
+        kwargs["callbacks"] = [c for c in kwargs.get("callbacks") or [] if not isinstance(c, SaveConfigCallback)]
+        kwargs["enable_progress_bar"] = False  # one bar over all rounds instead
+        records = run_experiment(
+            spec,
+            model,
+            datamodule,
+            out_dir,
+            kwargs,
+            config_text=self.config_text,
+            logger_factory=self.logger_factory,
+        )
+        if not self.is_global_zero:
+            return
+        print(f"\nTest accuracy (%) per round, mean over seeds {spec.seeds}; results in {out_dir}/rounds.jsonl")
+        print(format_table(records))
+        if report:
+            from lbench.report import write_report
+
+            write_report([out_dir])
+
+
+def _write_selection(path: Path, loop: ActiveLoop, datamodule: EmbeddingDataModule) -> None:
+    view = loop.view
+    assert view is not None and loop.selected is not None
+    pos = {int(i): k for k, i in enumerate(view.index.tolist())}
+    rows = [pos[int(i)] for i in loop.selected]
+    probs = view.probs[rows]
+    conf, pred = probs.max(1)
+    margin = -margin_scores(probs)
+    names = datamodule.dataset.class_names
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["rank", "index", "id", "predicted", "confidence", "margin"])
+    for r, (i, p, c, m) in enumerate(
+        zip(loop.selected.tolist(), pred.tolist(), conf.tolist(), margin.tolist(), strict=True)
+    ):
+        w.writerow([r, i, datamodule.pool_split.item_id(i), names[p] if names else p, f"{c:.6f}", f"{m:.6f}"])
+    atomic_write(path, lambda f: f.write(buf.getvalue().encode("utf-8")))
