@@ -208,7 +208,7 @@ def run_experiment(
                         bar.set_postfix_str(f"{arm.name} seed {seed} round {rnd}: acc {100 * rec['test_acc']:.1f}%")
     finally:
         bar.close()
-        console.where["at"] = ""
+    console.where["at"] = ""  # (kept on an exception: the Ctrl-C message says where the run stopped)
     return records
 
 
@@ -313,7 +313,10 @@ def _run_round(
 
 
 def format_table(records: list[dict[str, Any]], metric: str = "test_acc") -> str:
-    """Per-round table of ``metric`` (in %), mean over seeds, one column per arm."""
+    """Per-round table of ``metric`` (in %), mean over seeds, one column per arm.
+
+    A cell averaged over fewer seeds than the others (a run in progress) shows ``(n=k)``.
+    """
     arms = list(dict.fromkeys(r["arm"] for r in records))
     rounds = sorted({r["round"] for r in records})
     cells: dict[tuple[int, str], list[float]] = {}
@@ -323,8 +326,9 @@ def format_table(records: list[dict[str, Any]], metric: str = "test_acc") -> str
         labels[r["round"]] = r["num_labeled"]
     head = f"| round | labels | {' | '.join(arms)} |"
     lines = [head, "|" + "---|" * (len(arms) + 2)]
+    full = max((len(v) for v in cells.values()), default=0)
     for rnd in rounds:
         vals = [cells.get((rnd, a)) for a in arms]
-        txt = [f"{sum(v) / len(v):.2f} (n={len(v)})" if v else "-" for v in vals]
+        txt = [f"{sum(v) / len(v):.2f}" + (f" (n={len(v)})" if len(v) < full else "") if v else "-" for v in vals]
         lines.append(f"| {rnd} | {labels[rnd]} | {' | '.join(txt)} |")
     return "\n".join(lines)

@@ -92,14 +92,16 @@ class LbenchTrainer(L.Trainer):
             )
         pool.check_budget(budget)
         loop = ActiveLoop(query, budget, seed=seed)
-        saved = list(self.callbacks)
-        # select never trains: no checkpoint callback (it would warn about a changed dirpath) and no
-        # saved config (it would write lightning_logs/ into the current directory)
+        saved, loggers = list(self.callbacks), list(self.loggers)
+        # select never trains: no checkpoint callback (it would warn about a changed dirpath), no saved
+        # config and no logger (they would write lightning_logs/ into the current directory)
         self.callbacks[:] = [c for c in saved if not isinstance(c, SaveConfigCallback | Checkpoint)] + [loop]
+        self.loggers = []
         try:
             self.predict(model, datamodule=datamodule, ckpt_path=ckpt_path, return_predictions=False)
         finally:
             self.callbacks[:] = saved
+            self.loggers = loggers
         if not self.is_global_zero:
             return
         assert loop.selected is not None and loop.view is not None

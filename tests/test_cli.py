@@ -9,24 +9,7 @@ import yaml
 
 from lbench.cli import main
 from lbench.pool import LabelPool
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-
-
-def run_cli(args, capsys):
-    rc = main(args)
-    out = capsys.readouterr()
-    return rc, out.out, out.err
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("smoke") / "run"
-    cache = tmp_path_factory.mktemp("cache")
-    rc = main(["run", "-c", str(CONFIGS / "smoke.yaml"), "--out_dir", str(out),
-               "--data.init_args.cache_dir", str(cache)])  # fmt: skip
-    assert rc == 0
-    return out, cache
+from tests.conftest import CONFIGS, run_cli
 
 
 def test_smoke_run_writes_ledger_and_pools(smoke_run):

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import lightning as L
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lbench.errors import ConfigError
-from lbench.metrics import classification_metrics
+from lbench.modules.base import BaseTask
+from lbench.ssl.flexmatch import FlexMatch
 
 __all__ = ["ProxyClassifier"]
 
 
-class ProxyClassifier(L.LightningModule):
+class ProxyClassifier(BaseTask):
     """A cheap proxy model for selection-via-proxy.
 
-    The head is built in :meth:`configure_model`, so ``in_dim`` and ``num_classes`` can come
-    from the DataModule (``embed_dim``, ``num_classes``) when left as None.
+    The head is built in :meth:`configure_models` (from Lightning's ``configure_model``), so
+    ``in_dim`` and ``num_classes`` can come from the DataModule (``embed_dim``, ``num_classes``)
+    when left as None. Training is supervised, or FlexMatch with ``ssl`` (batches as described
+    in :mod:`lbench.modules.base`).
 
     Args:
         num_classes: Number of classes (None = from the DataModule).
@@ -26,6 +27,7 @@ class ProxyClassifier(L.LightningModule):
         dropout: Dropout before the last layer.
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.
+        ssl: Semi-supervised component (FlexMatch); None for supervised training.
     """
 
     def __init__(
@@ -36,21 +38,19 @@ class ProxyClassifier(L.LightningModule):
         dropout: float = 0.0,
         lr: float = 1e-3,
         weight_decay: float = 1e-2,
+        ssl: FlexMatch | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(ssl=ssl)
         if lr <= 0 or weight_decay < 0 or not 0 <= dropout < 1:
             raise ConfigError("ProxyClassifier needs lr > 0, weight_decay >= 0 and 0 <= dropout < 1")
         if hidden_dim is not None and hidden_dim <= 0:
             raise ConfigError(f"hidden_dim must be positive or null, got {hidden_dim}")
-        self.save_hyperparameters()
         self.body: nn.Module | None = None
         self.head: nn.Linear | None = None
 
-    def configure_model(self) -> None:
-        """Build the layers (once), taking missing sizes from the DataModule."""
-        if self.head is not None:
-            return
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+    def configure_models(self) -> None:
+        """Build the layers, taking missing sizes from the DataModule."""
+        dm = self._datamodule()
         k = self.hparams.num_classes or getattr(dm, "num_classes", None)
         d = self.hparams.in_dim or getattr(dm, "embed_dim", None)
         if k is None or d is None:
@@ -60,40 +60,16 @@ class ProxyClassifier(L.LightningModule):
         self.body = nn.Sequential(nn.Linear(d, h), nn.GELU()) if h else nn.Identity()
         self.dropout = nn.Dropout(self.hparams.dropout)
         self.head = nn.Linear(h or d, k)
-        self.val_metrics = classification_metrics(k, prefix="val/")
-        self.test_metrics = classification_metrics(k, prefix="test/")
 
     def features(self, x: Tensor) -> Tensor:
         """Penultimate features (the input of the last linear layer)."""
         assert self.body is not None
         return self.body(x)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Logits."""
+    def classify(self, h: Tensor) -> Tensor:
+        """Logits from penultimate features (dropout, then the last linear layer)."""
         assert self.head is not None
-        return self.head(self.dropout(self.features(x)))
-
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        """Cross-entropy on the labeled batch."""
-        loss = F.cross_entropy(self(batch["x"]), batch["y"])
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["y"]))
-        return loss
-
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        """Validation metrics (accuracy, balanced accuracy, macro F1) on held-out labeled items."""
-        self.val_metrics.update(self(batch["x"]).argmax(1), batch["y"])
-        self.log_dict(self.val_metrics, batch_size=len(batch["y"]), prog_bar=True)
-
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        """Test metrics (accuracy, balanced accuracy, macro F1)."""
-        self.test_metrics.update(self(batch["x"]).argmax(1), batch["y"])
-        self.log_dict(self.test_metrics, batch_size=len(batch["y"]))
-
-    def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
-        """Pool index, class probabilities and penultimate embeddings."""
-        h = self.features(batch["x"])
-        assert self.head is not None
-        return {"index": batch["index"], "probs": self.head(h).softmax(-1), "embeddings": h}
+        return self.head(self.dropout(h))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """AdamW."""

@@ -62,13 +62,19 @@ class Table:
     legend: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
-    def markdown(self) -> str:
+    def columns(self, names: list[str]) -> Table:
+        """The same table with only the columns whose header starts with one of ``names`` (no legend)."""
+        keep = [i for i, h in enumerate(self.header) if any(h.startswith(n) for n in names)]
+        return Table(self.title, [self.header[i] for i in keep], [[r[i] for i in keep] for r in self.rows])
+
+    def markdown(self, heading: bool = True) -> str:
         """GitHub-flavoured Markdown: a level-2 heading, the table, its legend and notes."""
 
         def line(cells: list[str]) -> str:
             return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
-        out = [f"## {self.title}", "", line(self.header), "|" + "---|" * len(self.header)]
+        out = [f"## {self.title}", ""] if heading else []
+        out += [line(self.header), "|" + "---|" * len(self.header)]
         out += [line(r) for r in self.rows]
         if self.legend:
             out += [""] + [f"- *{col}*: {text}" for col, text in self.legend]

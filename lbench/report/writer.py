@@ -75,6 +75,22 @@ def about_lines(a: Analysis) -> list[str]:
     return lines
 
 
+#: Columns of the summary printed on the console (the files have them all, with their legend).
+CONSOLE_COLUMNS = ["arm", "seeds", "test accuracy", "ΔAUBC", "verdict", "labels to reach", "label savings"]
+
+
+def console_text(a: Analysis, about: list[str], status: list[str], summary: T.Table, out_dir: Path) -> str:
+    """The short summary printed at the end of a run: what, whether complete, the key columns, where the rest is."""
+    what = " ".join(line for line in about if not line.startswith(("Arms:", "Run dirs:")))
+    done = next((line for line in status if line.startswith("Status:")), "")
+    table = summary.columns(CONSOLE_COLUMNS).markdown(heading=False)
+    notes = "".join(f"{n}\n" for n in summary.notes)
+    return (
+        f"\n{summary.title}. {what} {done}\n{table}{notes}"
+        f"Report, with the definition of every column: {out_dir}{os.sep}summary.md (all of it: report.html)\n"
+    )
+
+
 def status_lines(a: Analysis) -> list[str]:
     """Sentences describing the runs' completeness, the baseline and the statistics used."""
     led = a.ledger
@@ -177,8 +193,7 @@ def write_report(
             files[name] = out_dir / name
     except OSError as e:
         raise ReportError(f"cannot write the report to {out_dir}: {e.strerror or e}; choose another --out") from e
-    text = f"{ABOUT}:\n" + "".join(f"  {line}\n" for line in about) + "\n" + "\n".join(lines) + "\n\n"
-    text += summary.markdown() + f"\nReport written to {out_dir}{os.sep}\n"
+    text = console_text(a, about, lines, summary, out_dir)
     if echo:
         print(text, end="")
     return ReportResult(out_dir=out_dir, files=files, analysis=a, text=text)
