@@ -17,6 +17,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from lbench._io import atomic_write_json, atomic_write_text, read_json
 from lbench.console import progress
 from lbench.data.embeddings import EmbeddingDataModule
 from lbench.errors import BudgetError, ConfigError, check_positive_int
+from lbench.locks import LockedError, locked_dir
 from lbench.loop import ActiveLoop
 from lbench.oracle import Oracle
 from lbench.pool import LabelPool
@@ -146,8 +148,43 @@ def run_experiment(
 
     Returns:
         All round records of the run (including ones recorded before a resume).
+
+    Raises:
+        LockedError: Another lbench process is running in ``out_dir``.
     """
     out = Path(out_dir)
+    is_zero = rank_zero_only.rank == 0
+    with ExitStack() as stack:
+
+        def lock() -> None:
+            if is_zero and not stack_holds:
+                out.mkdir(parents=True, exist_ok=True)
+                stack.enter_context(locked_dir(out, f"run directory {out}", _LOCK_HINT))
+
+        stack_holds = False
+        if is_zero and out.is_dir():  # lock before reading its state; a new one is locked before the first write
+            lock()
+            stack_holds = True
+        return _run_experiment(
+            spec, model, datamodule, out, trainer_kwargs, oracle, config_text, progress_bar, logger_factory, lock
+        )
+
+
+_LOCK_HINT = "wait for it to finish, or use another --out_dir"
+
+
+def _run_experiment(
+    spec: ExperimentSpec,
+    model: L.LightningModule,
+    datamodule: EmbeddingDataModule,
+    out: Path,
+    trainer_kwargs: dict[str, Any] | None,
+    oracle: Oracle | None,
+    config_text: str | None,
+    progress_bar: bool,
+    logger_factory: LoggerFactory | None,
+    lock: Callable[[], None],
+) -> list[dict[str, Any]]:
     trainer_kwargs = dict(trainer_kwargs or {})
     if logger_factory is None and trainer_kwargs.get("logger") not in (None, True, False):
         raise ConfigError("a run trains one model per round: pass logger_factory to build a logger per round")
@@ -170,6 +207,9 @@ def run_experiment(
     embed_seconds = datamodule.prepare_embeddings()
     oracle = oracle or datamodule.make_oracle()
     is_zero = rank_zero_only.rank == 0
+    lock()
+    if is_zero and not old_meta and meta_path.exists():
+        raise LockedError(f"another lbench process started a run in {out} at the same time; {_LOCK_HINT}")
     if is_zero:
         description = _describe(spec, datamodule, embed_seconds + float(old_meta.get("description", {}).get(
             "embed_seconds", 0.0)))  # fmt: skip

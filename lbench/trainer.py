@@ -6,6 +6,7 @@ method of the same name, so these methods are the command line's schema.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import io
@@ -20,8 +21,9 @@ from lightning.pytorch.cli import SaveConfigCallback
 from lbench._io import atomic_write, check_writable
 from lbench.console import LineProgressBar, is_terminal
 from lbench.data.embeddings import EmbeddingDataModule
-from lbench.errors import BudgetError, ConfigError
+from lbench.errors import BudgetError, ConfigError, DataError
 from lbench.experiment import ExperimentSpec, LoggerFactory, format_table, run_experiment
+from lbench.locks import locked_dir
 from lbench.loop import ActiveLoop
 from lbench.strategies.base import QueryStrategy
 from lbench.strategies.uncertainty import margin_scores
@@ -82,6 +84,23 @@ class LbenchTrainer(L.Trainer):
         out_path = Path(output) if output is not None else Path(datamodule.pool_file).parent / "selected.csv"
         check_writable(out_path)
         check_writable(datamodule.pool_file)
+        pool_dir = Path(datamodule.pool_file).parent
+        if not pool_dir.is_dir():
+            raise DataError(f"pool file {datamodule.pool_file} does not exist")
+        lock = locked_dir(pool_dir, f"pool file {datamodule.pool_file}", "wait for the other select to finish")
+        with lock if self.is_global_zero else contextlib.nullcontext():
+            self._select_locked(datamodule, query, budget, out_path, model, ckpt_path, seed)
+
+    def _select_locked(
+        self,
+        datamodule: EmbeddingDataModule,
+        query: QueryStrategy,
+        budget: int,
+        out_path: Path,
+        model: L.LightningModule,
+        ckpt_path: str | None,
+        seed: int,
+    ) -> None:
         datamodule.setup("predict")
         assert datamodule.pool is not None
         pool = datamodule.pool
