@@ -60,7 +60,7 @@ class ActiveLoop(Callback):
 
     Args:
         query: The query strategy.
-        budget: Number of items to select.
+        budget: Number of items to select; None scores the pool without selecting (the last round).
         seed: Seed of the strategy's generator (the same on every rank).
         pool: The label pool (None = ``trainer.datamodule.pool``).
 
@@ -68,9 +68,11 @@ class ActiveLoop(Callback):
         selected: ``[budget]`` chosen pool indices (on CPU) after predict, on every rank.
         view: The :class:`PoolView` the strategy saw (rank 0 only; None elsewhere).
         select_seconds: Time the strategy took.
+        pool_predictions: ``[pool size]`` predicted class of every pool item (rank 0 only): what
+            the pool accuracy of simulated runs is computed from, never shown to a strategy.
     """
 
-    def __init__(self, query: QueryStrategy, budget: int, seed: int = 0, pool: LabelPool | None = None) -> None:
+    def __init__(self, query: QueryStrategy, budget: int | None, seed: int = 0, pool: LabelPool | None = None) -> None:
         self.query = query
         self.budget = budget
         self.seed = seed
@@ -78,6 +80,7 @@ class ActiveLoop(Callback):
         self.selected: Tensor | None = None
         self.view: PoolView | None = None
         self.select_seconds = 0.0
+        self.pool_predictions: Tensor | None = None
         self._rows: list[dict[str, Tensor]] = []
 
     @override
@@ -109,6 +112,9 @@ class ActiveLoop(Callback):
         self._rows = []
         picked = torch.empty(0, dtype=torch.long)
         if trainer.is_global_zero:
+            self.pool_predictions = torch.full((pool.size,), -1, dtype=torch.long)
+            self.pool_predictions[rows["index"].long().cpu()] = rows["probs"].argmax(1).cpu()
+        if trainer.is_global_zero and self.budget is not None:
             t0 = time.perf_counter()
             self.view = make_view(rows, pool)
             gen = torch.Generator().manual_seed(self.seed)

@@ -17,6 +17,13 @@ class Oracle(ABC):
     def query(self, index: Tensor) -> Tensor:
         """Return the labels of the items at global pool ``index``."""
 
+    def pool_accuracy(self, guess: Tensor) -> float | None:
+        """Accuracy of a full-pool labeling ``guess`` ``[N]`` against the truth, where the oracle knows it.
+
+        None for an oracle that is a person (the truth of unlabeled items is unknown). Not a query.
+        """
+        return None
+
 
 class SimulatedOracle(Oracle):
     """Answers from the ground-truth labels of a dataset (simulated active learning).
@@ -28,6 +35,10 @@ class SimulatedOracle(Oracle):
     def __init__(self, targets: Tensor) -> None:
         self._targets = torch.as_tensor(targets, dtype=torch.long).clone()
         self.num_queries = 0
+
+    def pool_accuracy(self, guess: Tensor) -> float | None:
+        """Accuracy of ``guess`` ``[N]`` against the ground truth (not counted as queries)."""
+        return float((torch.as_tensor(guess).cpu() == self._targets).float().mean())
 
     def query(self, index: Tensor) -> Tensor:
         """Return the true labels and count the queries."""
