@@ -16,7 +16,7 @@ def test_pool_accuracy_by_hand_and_not_a_query():
     pool.add_labels(torch.tensor([0, 1]), torch.tensor([0, 1]), round=0)  # labels given: both right
     predictions = torch.tensor([2, 2, 2, 1, 1, 0])  # wrong on labeled items (ignored), right on 2 and 4
     assert abs(pool_accuracy(pool, predictions, oracle) - 4 / 6) < 1e-7  # items 0, 1 (labels) + 2, 4 (predictions)
-    assert oracle.num_queries == 2  # only the two labels were queries
+    assert oracle.num_queries == 0  # asking for the pool accuracy is not a label query
 
 
 def test_a_person_oracle_has_no_pool_accuracy():
