@@ -42,6 +42,7 @@ SUBCOMMANDS = {
     "test": "evaluate on the data set's test split",
     "predict": "predict class probabilities for the whole pool",
     "select": "score the unlabeled pool with a trained model and write the next batch to label (CSV)",
+    "embed": "build or complete the embedding cache of a data set and encoder, and print where it is",
     "report": "tables and plots (learning curves, label savings, cost) from one or more run directories",
 }
 _DESCRIPTION = "lbench: label-efficient learning (active learning, selection-via-proxy) on pretrained vision models."
@@ -53,16 +54,23 @@ class LbenchCLI(LightningCLI):
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
         """``run``, Lightning's subcommands and ``select``."""
-        return {"run": {"model", "datamodule"}, **LightningCLI.subcommands(), "select": {"model", "datamodule"}}
+        return {
+            "run": {"model", "datamodule"},
+            **LightningCLI.subcommands(),
+            "select": {"model", "datamodule"},
+            "embed": {"model", "datamodule"},
+        }
 
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
         """For ``run`` and ``select``, list lbench's own arguments before the trainer/model/data groups."""
-        if subcommand not in ("run", "select"):
+        if subcommand not in ("run", "select", "embed"):
             return super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
         parser = self.init_parser(**kwargs)
         added = parser.add_method_arguments(klass, subcommand, skip=set(self.subcommands()[subcommand]))
         self._subcommand_method_arguments[subcommand] = added
         self._add_arguments(parser)
+        if subcommand == "embed":  # the model is not used: do not make the user name one
+            parser.set_defaults({"model": {"class_path": "lbench.modules.ProxyClassifier"}})
         return parser
 
     def before_run(self) -> None:

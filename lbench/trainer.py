@@ -129,6 +129,28 @@ class LbenchTrainer(L.Trainer):
         pool.save(datamodule.pool_file)
         print(f"selected {len(loop.selected)} items with {query.name}: {out_path}")
 
+    def embed(self, model: L.LightningModule, datamodule: L.LightningDataModule) -> None:
+        """Build or complete the embedding cache of the data set (pool and test split) and say where it is.
+
+        ``run``, ``fit`` and ``select`` use the same cache (and build it when it is missing), so
+        ``embed`` is the way to build it ahead of time, e.g. on a GPU node. An interrupted build resumes.
+
+        Args:
+            model: Not used (the encoder is ``data.init_args.encoder``).
+            datamodule: An EmbeddingDataModule (data set + encoder + cache folder).
+        """
+        if not isinstance(datamodule, EmbeddingDataModule):
+            raise ConfigError("embed needs an EmbeddingDataModule (data.class_path: EmbeddingDataModule)")
+        check_writable(datamodule.cache.root, "folder")
+        splits = (datamodule.pool_split, datamodule.test_split)
+        complete = all(datamodule.cache.is_complete(split, datamodule.encoder) for split in splits)
+        seconds = datamodule.prepare_embeddings()
+        if not self.is_global_zero:
+            return
+        for line in describe_cache(datamodule):
+            print(line)
+        print("the cache was complete already" if complete else f"built in {seconds:.1f} s")
+
     def run(
         self,
         model: L.LightningModule,
@@ -179,6 +201,16 @@ class LbenchTrainer(L.Trainer):
             from lbench.report import write_report
 
             write_report([out_dir])
+
+
+def describe_cache(datamodule: EmbeddingDataModule) -> list[str]:
+    """One line per cached split: its folder, size on disk and fingerprint key."""
+    lines = []
+    for split in (datamodule.pool_split, datamodule.test_split):
+        folder = datamodule.cache.folder(split, datamodule.encoder)
+        size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) if folder.is_dir() else 0
+        lines.append(f"{split.name}: {len(split)} items, {size / 1e6:.1f} MB in {folder}")
+    return lines
 
 
 def _write_selection(path: Path, loop: ActiveLoop, datamodule: EmbeddingDataModule) -> None:

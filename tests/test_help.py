@@ -9,7 +9,7 @@ from lbench.cli import SUBCOMMANDS, main, packaged_configs, resolve_config
 from lbench.errors import ConfigError
 from tests.conftest import CONFIGS, run_cli
 
-ALL = ["run", "fit", "validate", "test", "predict", "select", "report"]
+ALL = ["run", "fit", "validate", "test", "predict", "select", "embed", "report"]
 
 
 def test_top_level_help_lists_every_subcommand_once(capsys):
@@ -95,3 +95,16 @@ def test_run_console_is_quiet(smoke_run, tmp_path):
     assert "\r" not in proc.stderr  # not a terminal: plain lines, no carriage-return bars
     assert "| round | labels | random | margin |" in proc.stdout
     assert len(text.splitlines()) < 60
+
+
+def test_embed_builds_then_reports_complete(tmp_path, capsys):
+    args = ["embed", "--data", str(CONFIGS / "data" / "digits.yaml"), "--data.init_args.cache_dir", str(tmp_path)]
+    rc, out, err = run_cli(args, capsys)
+    assert rc == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("digits-train: 1258 items") and lines[1].startswith("digits-test: 539 items")
+    assert lines[2].startswith("built in ")
+    folders = sorted(p.name for p in tmp_path.iterdir())
+    assert len(folders) == 2 and all(str(tmp_path) in line for line in lines[:2])
+    rc, out, _ = run_cli(args, capsys)
+    assert rc == 0 and out.splitlines()[2] == "the cache was complete already"
