@@ -172,6 +172,9 @@ def test_every_config_parses(config, capsys):
         args = ["fit", "--data", str(path), "--model", model]
     elif config.parts[0] == "model":
         args = ["fit", "--model", str(path), "--data", digits]
+    elif isinstance(data.get("model"), dict) and "class_path" not in data["model"]:  # an overlay on a run config
+        args = ["run", "-c", str(CONFIGS / "smoke.yaml"), "-c", str(path)]
+        data = {**yaml.safe_load((CONFIGS / "smoke.yaml").read_text()), **data}
     elif "arms" in data:
         args = ["run", "-c", str(path)]
     else:

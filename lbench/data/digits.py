@@ -1,11 +1,15 @@
-"""scikit-learn's 8x8 digits (1797 images, shipped in the wheel): the smoke-test data set."""
+"""scikit-learn's 8x8 digits (1797 images, shipped in the wheel): the smoke-test data set.
+
+The 115 KB of pixels live in memory (:class:`~lbench.data.base.ArraySplit`); the content hash is a
+digest of them (cheap at this size).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from lbench.data.base import ImageSplit, PoolDataset
+from lbench.data.base import ArraySplit, PoolDataset
 
 __all__ = ["Digits"]
 
@@ -38,20 +42,20 @@ class Digits(PoolDataset):
             test[rng.choice(idx, size=round(len(idx) * self.test_fraction), replace=False)] = True
         return images, d.target.astype(np.int64), test
 
-    def _split(self, split: str) -> ImageSplit:
+    def _split(self, split: str) -> ArraySplit:
         images, targets, test = self._arrays()
         mask = test if split == "test" else ~test
-        return ImageSplit(
+        return ArraySplit(
             name=f"digits-{split}",
             images=torch.from_numpy(images[mask]).unsqueeze(1).contiguous(),
             targets=torch.from_numpy(targets[mask]),
             fingerprint={"dataset": "digits", "split": split, "test_fraction": self.test_fraction, "seed": self.seed},
         )
 
-    def pool_split(self) -> ImageSplit:
+    def pool_split(self) -> ArraySplit:
         """The pool (train part)."""
         return self._split("train")
 
-    def test_split(self) -> ImageSplit:
+    def test_split(self) -> ArraySplit:
         """The stratified test part."""
         return self._split("test")

@@ -15,35 +15,20 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from lightning.pytorch.utilities import CombinedLoader
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, RandomSampler
 
-from lbench.cache import EmbeddingCache
+from lbench.cache import EmbeddingCache, Store
 from lbench.data.base import ImageSplit, PoolDataset
+from lbench.data.serving import Rows, UnlabeledPairs, collate_batch
 from lbench.encoders.base import Encoder
-from lbench.errors import ConfigError, DataError
+from lbench.errors import ConfigError, DataError, check_positive_int
 from lbench.oracle import SimulatedOracle
 from lbench.pool import LabelPool
+from lbench.views import ViewRecipe
 
 __all__ = ["EmbeddingDataModule"]
-
-
-class _Rows(Dataset):
-    """Rows of a tensor with optional labels, repeated up to ``length`` items."""
-
-    def __init__(self, x: Tensor, index: Tensor, y: Tensor | None = None, length: int | None = None) -> None:
-        self.x, self.index, self.y = x, index, y
-        self.length = max(len(index), length or 0) if len(index) else 0
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, i: int) -> dict[str, Tensor]:
-        j = i % len(self.index)
-        row = {"x": self.x[j].float(), "index": self.index[j]}
-        if self.y is not None:
-            row["y"] = self.y[j]
-        return row
 
 
 class EmbeddingDataModule(L.LightningDataModule):
@@ -67,6 +52,13 @@ class EmbeddingDataModule(L.LightningDataModule):
             seeded property of each pool item, so an item never moves between the splits as
             labels are added. 0 (the default) trains on every label and has no validation split.
         val_seed: Seed of the validation split.
+        weak_views: Weakly augmented views cached per pool item (random resized crop + flip).
+            Labeled items train on a weak view when there are any (one per epoch, from
+            ``(view_seed, epoch, index)``); a model with ``ssl`` (FlexMatch) needs at least one.
+        strong_views: Strongly augmented views per pool item (RandAugment + Cutout), for the
+            consistency loss of FlexMatch.
+        view_seed: Seed of the augmented views and of which view an item shows in an epoch.
+        uratio: Unlabeled items per labeled item in a semi-supervised batch (FlexMatch's 7).
     """
 
     def __init__(
@@ -82,8 +74,15 @@ class EmbeddingDataModule(L.LightningDataModule):
         device: str = "auto",
         val_fraction: float = 0.0,
         val_seed: int = 0,
+        weak_views: int = 0,
+        strong_views: int = 0,
+        view_seed: int = 0,
+        uratio: int = 7,
     ) -> None:
         super().__init__()
+        check_positive_int(uratio, "uratio")
+        self.views = ViewRecipe(weak_views=weak_views, strong_views=strong_views, seed=view_seed)
+        self.uratio = uratio
         if batch_size <= 0 or samples_per_epoch < 0:
             raise ConfigError("batch_size must be positive and samples_per_epoch non-negative")
         if not 0.0 <= val_fraction < 1.0:
@@ -100,8 +99,8 @@ class EmbeddingDataModule(L.LightningDataModule):
         self.pool: LabelPool | None = None
         self._pool_split: ImageSplit | None = None
         self._test_split: ImageSplit | None = None
-        self.pool_x: Tensor | None = None
-        self.test_x: Tensor | None = None
+        self.pool_store: Store | None = None
+        self.test_store: Store | None = None
 
     # -- data ------------------------------------------------------------------------------
     @property
@@ -142,17 +141,37 @@ class EmbeddingDataModule(L.LightningDataModule):
         return LabelPool(self.pool_size, self.num_classes)
 
     def prepare_embeddings(self) -> float:
-        """Load (building where needed) the cached embeddings; returns the seconds spent building."""
-        if self.pool_x is not None and self.test_x is not None:
+        """Open (building what is missing of) the cached views; returns the seconds it took."""
+        if self.pool_store is not None and self.test_store is not None:
             return 0.0
         t0 = time.perf_counter()
-        pool_x = self.cache.load_or_build(self.pool_split, self.encoder).float()
-        test_x = self.cache.load_or_build(self.test_split, self.encoder).float()
-        if self.standardize:
-            mean, std = pool_x.mean(0), pool_x.std(0).clamp_min(1e-6)
-            pool_x, test_x = (pool_x - mean) / std, (test_x - mean) / std
-        self.pool_x, self.test_x = pool_x, test_x
+        self.pool_store = self.cache.ensure(self.pool_split, self.encoder, self.views)
+        self.test_store = self.cache.ensure(self.test_split, self.encoder)
         return time.perf_counter() - t0
+
+    @property
+    def pool_x(self) -> Tensor:
+        """The plain view of the whole pool as served (float32, standardised): a full copy, for tests and tools."""
+        return self._rows(torch.arange(self.pool_size)).__getitems__(list(range(self.pool_size)))["x"]
+
+    def _stats(self) -> tuple[Tensor | None, Tensor | None]:
+        assert self.pool_store is not None
+        return (self.pool_store.mean, self.pool_store.std) if self.standardize else (None, None)
+
+    def _rows(
+        self, index: Tensor, labels: Tensor | None = None, length: int | None = None, train: bool = False
+    ) -> Rows:
+        assert self.pool_store is not None
+        store = self.pool_store
+        views = [store.view(v) for v in range(store.num_views)] if train else [store.view(0)]
+        weak = store.view_ids("weak") if train else []
+        mean, std = self._stats()
+        return Rows(views, index, mean, std, labels=labels, length=length, view_choices=weak or [0],
+                    seed=self.views.seed, epoch=self._epoch)  # fmt: skip
+
+    def _epoch(self) -> int:
+        trainer = self.trainer
+        return int(trainer.current_epoch) if trainer is not None else 0
 
     def setup(self, stage: str | None = None) -> None:
         """Load the embeddings and, when ``pool_file`` is set and no pool is attached, the pool."""
@@ -179,16 +198,45 @@ class EmbeddingDataModule(L.LightningDataModule):
         mask[rank[: round(self.val_fraction * self.pool_size)]] = True
         return mask
 
-    def train_dataloader(self) -> DataLoader:
-        """Labeled items (minus the validation split) with the pool's labels, cycled up to ``samples_per_epoch``."""
+    def train_dataloader(self) -> DataLoader | CombinedLoader:
+        """Labeled items (minus the validation split) with the pool's labels, cycled up to ``samples_per_epoch``.
+
+        For a model with an ``ssl`` component, a ``CombinedLoader({"lb", "ulb"})``: the labeled
+        batches and as many batches of ``uratio`` times as many unlabeled pool items, each with
+        a weak and a strong view (the whole pool, labeled items included, as FlexMatch counts them).
+        """
         pool = self._require_pool()
         idx = pool.labeled_index()
         idx = idx[~self.val_mask()[idx]]
         if len(idx) == 0:
             raise ConfigError("the pool has no labeled items to train on")
-        assert self.pool_x is not None
-        rows = _Rows(self.pool_x[idx], idx, pool.labels[idx], length=self.samples_per_epoch)
-        return DataLoader(rows, batch_size=min(self.batch_size, len(rows)), shuffle=True, drop_last=False)
+        rows = self._rows(idx, pool.labels[idx], length=self.samples_per_epoch, train=True)
+        batch = min(self.batch_size, len(rows))
+        labeled = DataLoader(rows, batch_size=batch, shuffle=True, drop_last=False, collate_fn=collate_batch)
+        if getattr(self._model(), "ssl", None) is None:
+            return labeled
+        return CombinedLoader({"lb": labeled, "ulb": self._unlabeled_loader(batch, len(labeled))}, mode="min_size")
+
+    def _model(self) -> Any:
+        trainer = self.trainer
+        return trainer.lightning_module if trainer is not None else None
+
+    def _unlabeled_loader(self, labeled_batch: int, num_batches: int) -> DataLoader:
+        assert self.pool_store is not None
+        store = self.pool_store
+        weak, strong = store.view_ids("weak"), store.view_ids("strong")
+        if not weak or not strong:
+            raise ConfigError(
+                "semi-supervised training (model ssl) needs augmented views: set data.init_args.weak_views and "
+                "data.init_args.strong_views (e.g. 2 and 2)"
+            )
+        mean, std = self._stats()
+        rows = UnlabeledPairs(weak, strong, views=[store.view(v) for v in range(store.num_views)],
+                              index=torch.arange(self.pool_size), mean=mean, std=std, seed=self.views.seed,
+                              epoch=self._epoch)  # fmt: skip
+        size = labeled_batch * self.uratio
+        sampler = RandomSampler(rows, replacement=False, num_samples=size * num_batches)
+        return DataLoader(rows, batch_size=size, sampler=sampler, drop_last=True, collate_fn=collate_batch)
 
     def val_dataloader(self) -> DataLoader | list:
         """Labeled items in the validation split (``val_fraction``); none when it is 0."""
@@ -202,8 +250,7 @@ class EmbeddingDataModule(L.LightningDataModule):
                 f"none of the {pool.num_labeled} labeled items falls into the validation split "
                 f"(val_fraction {self.val_fraction}); label more items or raise val_fraction"
             )
-        assert self.pool_x is not None
-        return self._eval_loader(_Rows(self.pool_x[idx], idx, pool.labels[idx]))
+        return self._eval_loader(self._rows(idx, pool.labels[idx]))
 
     def test_dataloader(self) -> DataLoader:
         """The test split with its labels; under DDP every item is evaluated exactly once.
@@ -211,23 +258,27 @@ class EmbeddingDataModule(L.LightningDataModule):
         Lightning's default test sampler pads the ranks to equal length by repeating items, which
         would count them twice in the metrics; an unrepeated sampler gives uneven shards instead.
         """
-        assert self.test_x is not None
-        return self._eval_loader(_Rows(self.test_x, torch.arange(len(self.test_x)), self.test_split.targets))
+        assert self.test_store is not None
+        mean, std = self._stats()
+        n = self.test_store.num_items
+        rows = Rows([self.test_store.view(0)], torch.arange(n), mean, std, labels=self.test_split.targets)
+        return self._eval_loader(rows)
 
-    def _eval_loader(self, rows: _Rows) -> DataLoader:
+    def _eval_loader(self, rows: Rows) -> DataLoader:
         sampler = None
         trainer = self.trainer
         if trainer is not None and trainer.world_size > 1:
             sampler = UnrepeatedDistributedSampler(
                 rows, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
             )
-        return DataLoader(rows, batch_size=self.batch_size * 4, shuffle=False, sampler=sampler)
+        return DataLoader(
+            rows, batch_size=self.batch_size * 4, shuffle=False, sampler=sampler, collate_fn=collate_batch
+        )
 
     def predict_dataloader(self) -> DataLoader:
-        """The whole pool (no labels), in index order."""
-        assert self.pool_x is not None
-        rows = _Rows(self.pool_x, torch.arange(len(self.pool_x)))
-        return DataLoader(rows, batch_size=self.batch_size * 4, shuffle=False)
+        """The whole pool (plain view, no labels), in index order."""
+        rows = self._rows(torch.arange(self.pool_size))
+        return DataLoader(rows, batch_size=self.batch_size * 4, shuffle=False, collate_fn=collate_batch)
 
     # -- state -----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

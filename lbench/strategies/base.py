@@ -110,13 +110,14 @@ class QueryStrategy(ABC):
 
         Raises:
             BudgetError: ``budget`` is not positive.
-            ConfigError: The view lacks tensors the strategy needs.
+            ConfigError: The view lacks tensors the strategy needs, or holds NaN or infinite values.
         """
         check_positive_int(budget, "budget", BudgetError)
         if self.requires_embeddings and view.embeddings is None:
             raise ConfigError(f"query strategy {self.name!r} needs embeddings, but the pool view has none")
         if self.requires_labeled and (view.labeled_index is None or view.labeled_labels is None):
             raise ConfigError(f"query strategy {self.name!r} needs the labeled set, but the pool view has none")
+        self._check_finite(view)
         n_u = view.num_unlabeled
         if n_u == 0:
             warnings.warn("no unlabeled items are left; nothing selected", stacklevel=2)
@@ -130,6 +131,21 @@ class QueryStrategy(ABC):
             generator = torch.Generator().manual_seed(0)
         positions = self._select(view, budget, generator).to(device=view.index.device, dtype=torch.long)
         return view.index[positions]
+
+    def _check_finite(self, view: PoolView) -> None:
+        """Refuse NaN or infinite probabilities or embeddings (a damaged model or cache) in one line."""
+        for field in ("probs", "embeddings", "labeled_probs", "labeled_embeddings"):
+            t = getattr(view, field)
+            if t is None or not t.is_floating_point():
+                continue
+            bad = ~torch.isfinite(t)
+            if bool(bad.any()):
+                rows = int(bad.reshape(len(t), -1).any(1).sum())
+                raise ConfigError(
+                    f"query strategy {self.name!r} refuses non-finite values (NaN or inf) in view.{field} "
+                    f"({rows} of {len(t)} rows): the model's outputs or the cached embeddings are damaged; "
+                    "retrain, or delete the embedding cache folder to rebuild it"
+                )
 
     @abstractmethod
     def _select(self, view: PoolView, budget: int, generator: torch.Generator) -> Tensor:
