@@ -43,11 +43,12 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--p_cutoff", type=float, default=0.95)
     p.add_argument("--cache_dir", default="checkpoints/cache")
+    p.add_argument("--labeled_views", default="weak", choices=["weak", "plain", "plain+weak"])
     args = p.parse_args()
     quiet_libraries()
     encoder = EfficientNetLite0Encoder(image_size=64, features="blocks456")
     views = EmbeddingDataModule(FashionMNIST(pool_size=10000), encoder, cache_dir=args.cache_dir,
-                                weak_views=2, strong_views=2)  # fmt: skip
+                                weak_views=2, strong_views=2, labeled_views=args.labeled_views)  # fmt: skip
     plain = copy.copy(views)
     plain.views = type(views.views)()  # plain view only: supervised as the main job trains
     views.setup("fit")
@@ -55,8 +56,8 @@ def main() -> None:
     plain.setup("fit")
     methods = {
         "supervised (plain view)": (plain, lambda: ProxyClassifier(lr=0.003, weight_decay=0.01)),
-        "supervised (weak views)": (views, lambda: ProxyClassifier(lr=0.003, weight_decay=0.01)),
-        "FlexMatch": (
+        f"supervised ({args.labeled_views} views)": (views, lambda: ProxyClassifier(lr=0.003, weight_decay=0.01)),
+        f"FlexMatch ({args.labeled_views} labeled views)": (
             views,
             lambda: ProxyClassifier(lr=0.003, weight_decay=0.01, ssl=FlexMatch(p_cutoff=args.p_cutoff)),
         ),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -59,6 +59,9 @@ class EmbeddingDataModule(L.LightningDataModule):
             consistency loss of FlexMatch.
         view_seed: Seed of the augmented views and of which view an item shows in an epoch.
         uratio: Unlabeled items per labeled item in a semi-supervised batch (FlexMatch's 7).
+        labeled_views: What labeled items train on when augmented views exist: ``weak`` (a weak
+            view per epoch, as FlexMatch does), ``plain`` (the view the test split is embedded
+            with) or ``plain+weak`` (the plain view and the weak views in turn).
     """
 
     def __init__(
@@ -78,11 +81,15 @@ class EmbeddingDataModule(L.LightningDataModule):
         strong_views: int = 0,
         view_seed: int = 0,
         uratio: int = 7,
+        labeled_views: Literal["weak", "plain", "plain+weak"] = "weak",
     ) -> None:
         super().__init__()
         check_positive_int(uratio, "uratio")
         self.views = ViewRecipe(weak_views=weak_views, strong_views=strong_views, seed=view_seed)
         self.uratio = uratio
+        if labeled_views not in ("weak", "plain", "plain+weak"):
+            raise ConfigError(f"labeled_views must be weak, plain or plain+weak, got {labeled_views!r}")
+        self.labeled_views = labeled_views
         if batch_size <= 0 or samples_per_epoch < 0:
             raise ConfigError("batch_size must be positive and samples_per_epoch non-negative")
         if not 0.0 <= val_fraction < 1.0:
@@ -164,9 +171,10 @@ class EmbeddingDataModule(L.LightningDataModule):
         assert self.pool_store is not None
         store = self.pool_store
         views = [store.view(v) for v in range(store.num_views)] if train else [store.view(0)]
-        weak = store.view_ids("weak") if train else []
+        weak = store.view_ids("weak") if train and self.labeled_views != "plain" else []
+        choices = ([0] if self.labeled_views == "plain+weak" else []) + weak
         mean, std = self._stats()
-        return Rows(views, index, mean, std, labels=labels, length=length, view_choices=weak or [0],
+        return Rows(views, index, mean, std, labels=labels, length=length, view_choices=choices or [0],
                     seed=self.views.seed, epoch=self._epoch)  # fmt: skip
 
     def _epoch(self) -> int:

@@ -101,3 +101,25 @@ def test_flexmatch_proxy_trains_on_cached_views(dm_views):
     trainer.fit(model, datamodule=dm_views)
     table = model.ssl.state_dict()["selected_label"]
     assert table.shape == (dm_views.pool_size,) and int((table >= 0).sum()) > 0  # confident items recorded
+
+
+def test_labeled_views_choice(dm_views):
+    class Holder:
+        lightning_module = None
+        current_epoch = 0
+
+    store = dm_views.pool_store
+    plain = torch.from_numpy(np.asarray(store.view(0), dtype=np.float32))
+    expect = (plain - store.mean) / store.std
+    try:
+        dm_views.trainer = Holder()
+        dm_views.labeled_views = "plain"
+        batch = next(iter(dm_views.train_dataloader()))
+        assert torch.equal(batch["x"], expect[batch["index"]])
+        dm_views.labeled_views = "plain+weak"
+        rows = dm_views.train_dataloader().dataset
+        assert rows.view_choices == [0, *store.view_ids("weak")]
+    finally:
+        dm_views.labeled_views, dm_views.trainer = "weak", None
+    with pytest.raises(ConfigError, match="labeled_views"):
+        EmbeddingDataModule(Digits(), PixelEncoder(native_size=8), labeled_views="strong")
