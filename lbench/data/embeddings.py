@@ -23,7 +23,7 @@ from lbench.cache import EmbeddingCache, Store
 from lbench.data.base import ImageSplit, PoolDataset
 from lbench.data.serving import Rows, UnlabeledPairs, collate_batch
 from lbench.encoders.base import Encoder
-from lbench.errors import ConfigError, DataError, check_positive_int
+from lbench.errors import ConfigError, DataError
 from lbench.oracle import SimulatedOracle
 from lbench.pool import LabelPool
 from lbench.views import ViewRecipe
@@ -58,7 +58,6 @@ class EmbeddingDataModule(L.LightningDataModule):
         strong_views: Strongly augmented views per pool item (RandAugment + Cutout), for the
             consistency loss of FlexMatch.
         view_seed: Seed of the augmented views and of which view an item shows in an epoch.
-        uratio: Unlabeled items per labeled item in a semi-supervised batch (FlexMatch's 7).
         labeled_views: What labeled items train on when augmented views exist: ``weak`` (a weak
             view per epoch, as FlexMatch does), ``plain`` (the view the test split is embedded
             with) or ``plain+weak`` (the plain view and the weak views in turn).
@@ -80,13 +79,10 @@ class EmbeddingDataModule(L.LightningDataModule):
         weak_views: int = 0,
         strong_views: int = 0,
         view_seed: int = 0,
-        uratio: int = 7,
         labeled_views: Literal["weak", "plain", "plain+weak"] = "weak",
     ) -> None:
         super().__init__()
-        check_positive_int(uratio, "uratio")
         self.views = ViewRecipe(weak_views=weak_views, strong_views=strong_views, seed=view_seed)
-        self.uratio = uratio
         if labeled_views not in ("weak", "plain", "plain+weak"):
             raise ConfigError(f"labeled_views must be weak, plain or plain+weak, got {labeled_views!r}")
         self.labeled_views = labeled_views
@@ -210,7 +206,7 @@ class EmbeddingDataModule(L.LightningDataModule):
         """Labeled items (minus the validation split) with the pool's labels, cycled up to ``samples_per_epoch``.
 
         For a model with an ``ssl`` component, a ``CombinedLoader({"lb", "ulb"})``: the labeled
-        batches and as many batches of ``uratio`` times as many unlabeled pool items, each with
+        batches and as many batches of ``ssl.uratio`` times as many unlabeled pool items, each with
         a weak and a strong view (the whole pool, labeled items included, as FlexMatch counts them).
         """
         pool = self._require_pool()
@@ -221,15 +217,17 @@ class EmbeddingDataModule(L.LightningDataModule):
         rows = self._rows(idx, pool.labels[idx], length=self.samples_per_epoch, train=True)
         batch = min(self.batch_size, len(rows))
         labeled = DataLoader(rows, batch_size=batch, shuffle=True, drop_last=False, collate_fn=collate_batch)
-        if getattr(self._model(), "ssl", None) is None:
+        ssl = getattr(self._model(), "ssl", None)
+        if ssl is None:
             return labeled
-        return CombinedLoader({"lb": labeled, "ulb": self._unlabeled_loader(batch, len(labeled))}, mode="min_size")
+        unlabeled = self._unlabeled_loader(batch * ssl.uratio, len(labeled))
+        return CombinedLoader({"lb": labeled, "ulb": unlabeled}, mode="min_size")
 
     def _model(self) -> Any:
         trainer = self.trainer
         return trainer.lightning_module if trainer is not None else None
 
-    def _unlabeled_loader(self, labeled_batch: int, num_batches: int) -> DataLoader:
+    def _unlabeled_loader(self, size: int, num_batches: int) -> DataLoader:
         assert self.pool_store is not None
         store = self.pool_store
         weak, strong = store.view_ids("weak"), store.view_ids("strong")
@@ -242,7 +240,6 @@ class EmbeddingDataModule(L.LightningDataModule):
         rows = UnlabeledPairs(weak, strong, views=[store.view(v) for v in range(store.num_views)],
                               index=torch.arange(self.pool_size), mean=mean, std=std, seed=self.views.seed,
                               epoch=self._epoch)  # fmt: skip
-        size = labeled_batch * self.uratio
         sampler = RandomSampler(rows, replacement=False, num_samples=size * num_batches)
         return DataLoader(rows, batch_size=size, sampler=sampler, drop_last=True, collate_fn=collate_batch)
 

@@ -87,7 +87,7 @@ class FlexMatch:
             ceiling, and the confidence at which an item's table entry is written).
         lambda_u: Weight of the unlabeled loss.
         uratio: Unlabeled items per labeled item in a batch (read by the data side that builds
-            the unlabeled loader; the loss itself does not need it).
+            the unlabeled loader, e.g. ``EmbeddingDataModule``; the loss itself does not need it).
         flexible: Class-wise flexible thresholds (FlexMatch); False gives FixMatch.
         warmup: Threshold warm-up: unused items count in the normaliser of ``beta``.
         temperature: Temperature of the weak-view softmax that gives confidences (1.0 as in the

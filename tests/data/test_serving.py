@@ -41,7 +41,7 @@ def test_rows_read_the_right_view_and_standardise():
 @pytest.fixture(scope="module")
 def dm_views(tmp_path_factory):
     dm = EmbeddingDataModule(Digits(), PixelEncoder(native_size=8), cache_dir=str(tmp_path_factory.mktemp("c")),
-                             weak_views=2, strong_views=1, batch_size=16, samples_per_epoch=64, uratio=3)  # fmt: skip
+                             weak_views=2, strong_views=1, batch_size=16, samples_per_epoch=64)  # fmt: skip
     dm.setup("fit")
     pool = dm.new_pool()
     pool.add_labels(torch.arange(30), dm.make_oracle().query(torch.arange(30)), round=0)
@@ -71,7 +71,7 @@ def test_supervised_batches_use_weak_views_and_ssl_batches_pair_weak_and_strong(
     i = int(batch["index"][0])
     row = batch["x"][0] * store.std + store.mean
     assert any(torch.allclose(row, w[i], atol=1e-2) for w in weak)
-    Holder.lightning_module = ProxyClassifier(ssl=FlexMatch())
+    Holder.lightning_module = ProxyClassifier(ssl=FlexMatch(uratio=3))
     combined = dm_views.train_dataloader()
     combined_batch = next(iter(combined))
     if isinstance(combined_batch, tuple):
