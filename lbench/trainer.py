@@ -142,8 +142,10 @@ class LbenchTrainer(L.Trainer):
         if not isinstance(datamodule, EmbeddingDataModule):
             raise ConfigError("embed needs an EmbeddingDataModule (data.class_path: EmbeddingDataModule)")
         check_writable(datamodule.cache.root, "folder")
-        splits = (datamodule.pool_split, datamodule.test_split)
-        complete = all(datamodule.cache.is_complete(split, datamodule.encoder) for split in splits)
+        cache, encoder = datamodule.cache, datamodule.encoder
+        complete = cache.is_complete(datamodule.pool_split, encoder, datamodule.views) and cache.is_complete(
+            datamodule.test_split, encoder
+        )
         seconds = datamodule.prepare_embeddings()
         if not self.is_global_zero:
             return

@@ -108,3 +108,5 @@ def test_embed_builds_then_reports_complete(tmp_path, capsys):
     assert len(folders) == 2 and all(str(tmp_path) in line for line in lines[:2])
     rc, out, _ = run_cli(args, capsys)
     assert rc == 0 and out.splitlines()[2] == "the cache was complete already"
+    rc, out, _ = run_cli([*args, "--data.init_args.weak_views", "1", "--data.init_args.strong_views", "1"], capsys)
+    assert rc == 0 and out.splitlines()[2].startswith("built in ")  # the plain view was there, the new views were not
