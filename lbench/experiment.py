@@ -155,17 +155,18 @@ def run_experiment(
     """
     out = Path(out_dir)
     is_zero = rank_zero_only.rank == 0
+    held: list[bool] = []
     with ExitStack() as stack:
 
         def lock() -> None:
-            if is_zero and not stack_holds:
+            """Lock the run directory on rank 0, once (creating it when it is new)."""
+            if is_zero and not held:
                 out.mkdir(parents=True, exist_ok=True)
                 stack.enter_context(locked_dir(out, f"run directory {out}", _LOCK_HINT))
+                held.append(True)
 
-        stack_holds = False
-        if is_zero and out.is_dir():  # lock before reading its state; a new one is locked before the first write
+        if out.is_dir():  # lock before reading its state; a new one is locked before the first write
             lock()
-            stack_holds = True
         return _run_experiment(
             spec, model, datamodule, out, trainer_kwargs, oracle, config_text, progress_bar, logger_factory, lock
         )
