@@ -151,6 +151,19 @@ def test_unreadable_cache_is_one_line_error(smoke_run, tmp_path, capsys):
     assert not run_dir.exists()
 
 
+def test_truncated_cache_file_is_one_line_error_before_anything_is_written(smoke_run, tmp_path, capsys):
+    _, cache = smoke_run
+    bad_cache = tmp_path / "cache"
+    shutil.copytree(cache, bad_cache)
+    store = next(bad_cache.glob("digits-train-*/plain.npy"))
+    store.write_bytes(store.read_bytes()[:5000])
+    run_dir = tmp_path / "run"
+    rc, _, err = run_cli(["run", "-c", str(CONFIGS / "smoke.yaml"), "--out_dir", str(run_dir),
+                          "--data.init_args.cache_dir", str(bad_cache)], capsys)  # fmt: skip
+    assert rc == 2 and "truncated" in err and err.count("lbench: error:") == 1
+    assert not run_dir.exists()
+
+
 def test_changed_settings_in_existing_run_dir_is_refused(smoke_run, tmp_path, capsys):
     out, cache = smoke_run
     run_dir = tmp_path / "run"

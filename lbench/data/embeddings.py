@@ -144,12 +144,20 @@ class EmbeddingDataModule(L.LightningDataModule):
         return LabelPool(self.pool_size, self.num_classes)
 
     def prepare_embeddings(self) -> float:
-        """Open (building what is missing of) the cached views; returns the seconds it took."""
+        """Open (building what is missing of) the cached views; returns the seconds it took.
+
+        Every served view is opened (and so verified) here, so a damaged cache file is reported
+        before a command writes anything, not in the middle of its first round.
+        """
         if self.pool_store is not None and self.test_store is not None:
             return 0.0
         t0 = time.perf_counter()
-        self.pool_store = self.cache.ensure(self.pool_split, self.encoder, self.views)
-        self.test_store = self.cache.ensure(self.test_split, self.encoder)
+        pool_store = self.cache.ensure(self.pool_split, self.encoder, self.views)
+        test_store = self.cache.ensure(self.test_split, self.encoder)
+        for v in range(pool_store.num_views):
+            pool_store.view(v)
+        test_store.view(0)
+        self.pool_store, self.test_store = pool_store, test_store
         return time.perf_counter() - t0
 
     @property
