@@ -28,6 +28,7 @@ import lbench.encoders  # noqa: F401
 import lbench.modules  # noqa: F401
 import lbench.strategies  # noqa: F401
 from lbench import console
+from lbench.distributed import release_process_group
 from lbench.errors import ConfigError, LbenchError
 from lbench.loggers import ConfiguredLoggers
 from lbench.trainer import LbenchTrainer
@@ -246,6 +247,8 @@ def main(args: list[str] | None = None) -> int:
         else:
             print(f"\nlbench: interrupted during {argv[0]}", file=sys.stderr)
         return 130
+    finally:
+        release_process_group()
     return 0
 
 

@@ -15,6 +15,7 @@ import torch
 
 from lbench.cache import EmbeddingCache
 from lbench.data import Digits
+from lbench.distributed import release_process_group
 from lbench.encoders import PixelEncoder
 from lbench.views import ViewRecipe
 
@@ -51,4 +52,7 @@ def main(root: Path, mode: str) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), sys.argv[2])
+    try:
+        main(Path(sys.argv[1]), sys.argv[2])
+    finally:
+        release_process_group()

@@ -11,6 +11,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from lbench.distributed import release_process_group
 from lbench.loop import ActiveLoop
 from lbench.pool import LabelPool
 from lbench.strategies import Margin
@@ -52,4 +53,7 @@ def main(out: Path, n: int) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), int(sys.argv[2]))
+    try:
+        main(Path(sys.argv[1]), int(sys.argv[2]))
+    finally:
+        release_process_group()

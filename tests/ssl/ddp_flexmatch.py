@@ -13,6 +13,7 @@ import torch
 from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader, Dataset
 
+from lbench.distributed import release_process_group
 from lbench.modules import ProxyClassifier
 from lbench.ssl import FlexMatch
 
@@ -85,4 +86,7 @@ def run(out: Path, devices: int) -> None:
 
 
 if __name__ == "__main__":
-    run(Path(sys.argv[1]), int(sys.argv[2]))
+    try:
+        run(Path(sys.argv[1]), int(sys.argv[2]))
+    finally:
+        release_process_group()
