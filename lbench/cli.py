@@ -8,6 +8,7 @@ shipped with the package (``-c default``, ``-c model/mlp``).
 
 from __future__ import annotations
 
+import importlib
 import re
 import sys
 import warnings
@@ -19,11 +20,12 @@ import lightning as L
 import torch
 from jsonargparse import ArgumentError, Namespace
 from lightning.pytorch.callbacks import Checkpoint
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, _InstantiatorFn
 
 import lbench
 import lbench.data  # noqa: F401  (class names resolve without their module path)
 import lbench.data.embeddings  # noqa: F401
+import lbench.data.images  # noqa: F401
 import lbench.encoders  # noqa: F401
 import lbench.modules  # noqa: F401
 import lbench.strategies  # noqa: F401
@@ -49,8 +51,47 @@ SUBCOMMANDS = {
 _DESCRIPTION = "lbench: label-efficient learning (active learning, selection-via-proxy) on pretrained vision models."
 
 
+class _ConfiguredModelInstantiator(_InstantiatorFn):
+    """Lightning's instantiator of the ``model`` key, for that model only.
+
+    LightningCLI registers its instantiator (which makes ``save_hyperparameters`` store the
+    ``model`` config, for ``load_from_checkpoint``) for every LightningModule subclass the parser
+    builds, so a second module in the config (``run --point_eval.model``) would get the top-level
+    model's hyperparameters. Here it applies only to a module of the configured class whose plain
+    arguments are the configured ones; any other module keeps its own ``__init__`` arguments.
+    """
+
+    def __call__(self, class_type: type, *args: Any, applied_instantiation_links: dict, **kwargs: Any) -> Any:
+        if not self._is_configured_model(class_type, kwargs):
+            return class_type(*args, **kwargs)
+        return super().__call__(class_type, *args, applied_instantiation_links=applied_instantiation_links, **kwargs)
+
+    def _is_configured_model(self, class_type: type, kwargs: dict[str, Any]) -> bool:
+        self.cli._dump_config()
+        config = self.cli.config_dump.get(self.key) or {}
+        path = config.get("class_path") if isinstance(config, dict) else None
+        if path is None:
+            return True
+        module, _, name = str(path).rpartition(".")
+        try:
+            if getattr(importlib.import_module(module), name) is not class_type:
+                return False
+        except (ImportError, AttributeError, ValueError):
+            return False
+        init = config.get("init_args") or {}
+        plain = (int, float, str, bool, type(None))
+        return all(init[k] == v for k, v in kwargs.items() if k in init and isinstance(v, plain))
+
+
 class LbenchCLI(LightningCLI):
     """LightningCLI with the ``select`` and ``run`` subcommands."""
+
+    def _add_instantiators(self) -> None:
+        """Lightning's instantiators; the model's applies to the configured model only."""
+        self.parser.add_instantiator(
+            _ConfiguredModelInstantiator(cli=self, key="model"), L.LightningModule, subclasses=True
+        )
+        self.parser.add_instantiator(_InstantiatorFn(cli=self, key="data"), L.LightningDataModule, subclasses=True)
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
@@ -234,11 +275,18 @@ def main(args: list[str] | None = None) -> int:
                 },
                 args=_resolve_configs(argv),
             )
+            console.check_interrupt()  # a Ctrl-C whose exception a finaliser swallowed
     except LbenchError as e:
         print(f"lbench: error: {_one_line(str(e))}", file=sys.stderr)
         return 2
     except ArgumentError as e:
         print(f"lbench: error: {_one_line(_explain(str(e)))}", file=sys.stderr)
+        return 2
+    except ValueError as e:  # jsonargparse wraps what a constructor inside a Union type raised
+        cause = _lbench_cause(e)
+        if cause is None:
+            raise
+        print(f"lbench: error: {_one_line(str(cause))}", file=sys.stderr)
         return 2
     except (console.Interrupted, KeyboardInterrupt):
         at = console.where["at"] or "the start"
@@ -250,6 +298,17 @@ def main(args: list[str] | None = None) -> int:
     finally:
         release_process_group()
     return 0
+
+
+def _lbench_cause(e: BaseException) -> LbenchError | None:
+    """The LbenchError an exception was raised from (its ``__cause__``/``__context__`` chain), if any."""
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, LbenchError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def main_exit() -> None:

@@ -228,19 +228,42 @@ def quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+_sigint = {"pending": False}
+
+
 @contextmanager
 def interrupt_on_sigint() -> Iterator[None]:
-    """Within the block, Ctrl-C raises :class:`Interrupted` at once (the old handler is restored after)."""
+    """Within the block, Ctrl-C raises :class:`Interrupted` at once (the old handler is restored after).
+
+    The exception is raised wherever the main thread is; when that is a finaliser (``__del__``),
+    Python prints and drops it, so the handler also records the interrupt and
+    :func:`check_interrupt`, called between the steps of a run, raises it there (and Python's
+    "Exception ignored in" report of it is not printed).
+    """
 
     def handler(signum: int, frame: Any) -> None:
+        _sigint["pending"] = True
         raise Interrupted()
 
+    def unraisable(info: Any) -> None:  # Python's report of an exception raised in a finaliser
+        if not isinstance(info.exc_value, Interrupted):
+            old_hook(info)  # others as Python reports them; ours is raised at the next check, not printed
+
+    _sigint["pending"] = False
     try:
         old = signal.signal(signal.SIGINT, handler)
     except ValueError:  # not the main thread: leave Ctrl-C alone
         yield
         return
+    old_hook, sys.unraisablehook = sys.unraisablehook, unraisable
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, old)
+        sys.unraisablehook = old_hook
+
+
+def check_interrupt() -> None:
+    """Raise :class:`Interrupted` if Ctrl-C came but its exception was lost (raised inside a finaliser)."""
+    if _sigint["pending"]:
+        raise Interrupted()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import json
 import shutil
-import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -25,25 +24,34 @@ import lightning as L
 import torch
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.loggers import CSVLogger, Logger
-from torch import Tensor
 
 from lbench import console
 from lbench._io import atomic_write_json, atomic_write_text, read_json
 from lbench.console import progress
-from lbench.data.embeddings import EmbeddingDataModule
+from lbench.data.pool_module import PoolDataModule
 from lbench.errors import BudgetError, ConfigError, check_positive_int
 from lbench.locks import LockedError, locked_dir
 from lbench.loop import ActiveLoop
 from lbench.oracle import Oracle
+from lbench.phase import pool_accuracy, record_scores, run_phase
+from lbench.point_eval import PointEvaluation
 from lbench.pool import LabelPool
-from lbench.report.ledger import read_json_lines, read_ledger_file
-from lbench.run_identity import check_resume, config_identity
+from lbench.report.ledger import read_json_lines, read_ledger_file, read_point_eval_file
+from lbench.run_identity import check_point_eval_resume, check_resume, config_identity, point_eval_identity
 from lbench.strategies.base import QueryStrategy
 
-__all__ = ["ExperimentSpec", "LoggerFactory", "format_table", "read_rounds", "run_experiment"]
+__all__ = [
+    "ExperimentSpec",
+    "LoggerFactory",
+    "format_table",
+    "phase_trainer_kwargs",
+    "pool_accuracy",
+    "read_rounds",
+    "run_experiment",
+]
 
-#: Builds the logger(s) of one round from ``(arm, seed, round)``.
-LoggerFactory = Callable[[str, int, int], Logger | list[Logger]]
+#: Builds the logger(s) of one round from ``(arm, seed, round)`` (``round`` ``"point_eval"`` for the point evaluation).
+LoggerFactory = Callable[[str, int, int | str], Logger | list[Logger]]
 
 
 class ExperimentSpec:
@@ -110,20 +118,40 @@ def read_rounds(path: Path) -> list[dict[str, Any]]:
     return [obj for _, obj in read_json_lines(path)]
 
 
+def read_point_eval(path: Path) -> list[dict[str, Any]]:
+    """Read and validate a ``point_eval.jsonl`` ledger (empty list when it does not exist).
+
+    Raises:
+        ReportError: A line is malformed, or an arm and seed appear twice (the message names file and line).
+    """
+    if not path.exists():
+        return []
+    read_point_eval_file(path)  # validates every line, one line per arm and seed
+    return [obj for _, obj in read_json_lines(path)]
+
+
 def _round_seed(seed: int, rnd: int) -> int:
     return seed * 100_003 + rnd
+
+
+POINT_EVAL = "point_eval"
+"""Name of the point-evaluation phase (its log folder, its logger version's suffix)."""
+POINT_EVAL_FILE = "point_eval.jsonl"
+POINT_EVAL_ROUND = 50_000
+"""Seeds of the point evaluation are derived as those of a round with this number (no run has as many)."""
 
 
 def run_experiment(
     spec: ExperimentSpec,
     model: L.LightningModule,
-    datamodule: EmbeddingDataModule,
+    datamodule: PoolDataModule,
     out_dir: str | Path,
     trainer_kwargs: dict[str, Any] | None = None,
     oracle: Oracle | None = None,
     config_text: str | None = None,
     progress_bar: bool = True,
     logger_factory: LoggerFactory | None = None,
+    point_eval: PointEvaluation | None = None,
 ) -> list[dict[str, Any]]:
     """Run, resume or extend a simulated active-learning experiment.
 
@@ -136,7 +164,8 @@ def run_experiment(
     Args:
         spec: Arms, seeds, rounds and budgets.
         model: Untrained template; each round trains a seeded deep copy.
-        datamodule: Serves cached embeddings; its ``pool`` is set per arm and seed.
+        datamodule: Serves the pool and test split (cached embeddings for a proxy, images for a
+            model fine-tuned every round); its ``pool`` is set per arm and seed.
         out_dir: Run directory.
         trainer_kwargs: Keyword arguments of each round's ``lightning.Trainer``; ``logger`` may be
             True/None (a CSV logger per round in ``<arm>/seed_<s>/round_XX``) or False.
@@ -145,7 +174,12 @@ def run_experiment(
             change results are part of the run's identity, checked on resume.
         progress_bar: Show progress over rounds.
         logger_factory: Builds each round's logger(s) from ``(arm, seed, round)`` (the user's
-            configured loggers); overrides ``trainer_kwargs["logger"]``.
+            configured loggers; ``round`` is ``"point_eval"`` for the point evaluation); overrides
+            ``trainer_kwargs["logger"]``.
+        point_eval: After the last round of each arm and seed, fine-tune this model on the
+            final labeled set and record it in ``point_eval.jsonl`` (see :mod:`lbench.point_eval`).
+            Its settings are checked on resume apart from the rounds': adding it to a finished
+            run evaluates the run's labeled sets without redoing a round.
 
     Returns:
         All round records of the run (including ones recorded before a resume).
@@ -168,7 +202,17 @@ def run_experiment(
         if out.is_dir():  # lock before reading its state; a new one is locked before the first write
             lock()
         return _run_experiment(
-            spec, model, datamodule, out, trainer_kwargs, oracle, config_text, progress_bar, logger_factory, lock
+            spec,
+            model,
+            datamodule,
+            out,
+            trainer_kwargs,
+            oracle,
+            config_text,
+            progress_bar,
+            logger_factory,
+            lock,
+            point_eval,
         )
 
 
@@ -178,7 +222,7 @@ _LOCK_HINT = "wait for it to finish, or use another --out_dir"
 def _run_experiment(
     spec: ExperimentSpec,
     model: L.LightningModule,
-    datamodule: EmbeddingDataModule,
+    datamodule: PoolDataModule,
     out: Path,
     trainer_kwargs: dict[str, Any] | None,
     oracle: Oracle | None,
@@ -186,6 +230,7 @@ def _run_experiment(
     progress_bar: bool,
     logger_factory: LoggerFactory | None,
     lock: Callable[[], None],
+    point_eval: PointEvaluation | None,
 ) -> list[dict[str, Any]]:
     trainer_kwargs = dict(trainer_kwargs or {})
     if logger_factory is None and trainer_kwargs.get("logger") not in (None, True, False):
@@ -200,8 +245,12 @@ def _run_experiment(
         except (OSError, json.JSONDecodeError) as e:
             raise ConfigError(f"{meta_path} is unreadable ({e}); use another --out_dir") from e
     records = read_rounds(out / "rounds.jsonl")
+    pe_identity = point_eval_identity(config_text) if point_eval is not None else None
+    pe_records = read_point_eval(out / POINT_EVAL_FILE)
     if old_meta:
         check_resume(out, old_meta, spec.settings(), identity)
+        pe_records = check_point_eval_resume(out, old_meta.get("point_eval"), pe_identity, pe_records,
+                                             spec.total_labels)  # fmt: skip
         old_rounds = int(old_meta["settings"]["rounds"])
         if spec.rounds > old_rounds:  # the old last round did not select: redo it
             records = [{**r, "rounds_total": spec.rounds} for r in records if r["round"] < old_rounds]
@@ -217,13 +266,17 @@ def _run_experiment(
             "embed_seconds", 0.0)))  # fmt: skip
         meta = {"settings": spec.settings(), "config": identity, "pool_size": datamodule.pool_size,
                 "description": description}  # fmt: skip
+        if pe_identity is not None or pe_records:
+            meta["point_eval"] = pe_identity if pe_identity is not None else old_meta.get("point_eval")
         atomic_write_json(meta_path, meta)
         atomic_write_text(out / "rounds.jsonl", "".join(json.dumps(r) + "\n" for r in records))
         if config_text is not None:
             atomic_write_text(out / "config.yaml", config_text)
     done = {(r["arm"], r["seed"], r["round"]) for r in records}
-    total = len(spec.arms) * len(spec.seeds) * (spec.rounds + 1)
-    bar = progress(total, "rounds", unit="round", initial=len(done), disable=not (progress_bar and is_zero))
+    total = len(spec.arms) * len(spec.seeds) * (spec.rounds + 1 + (point_eval is not None))
+    pe_done = {(r["arm"], r["seed"]) for r in pe_records}
+    done_phases = len(done) + (len(pe_done) if point_eval is not None else 0)
+    bar = progress(total, "rounds", unit="round", initial=done_phases, disable=not (progress_bar and is_zero))
     try:
         for seed in spec.seeds:
             initial = torch.randperm(datamodule.pool_size, generator=torch.Generator().manual_seed(seed))
@@ -235,6 +288,7 @@ def _run_experiment(
                 if pool.num_labeled == 0:
                     pool.add_labels(initial, oracle.query(initial), round=0)
                 for rnd in range(last + 1, spec.rounds + 1):
+                    console.check_interrupt()
                     console.where["at"] = f"{arm.name} seed {seed} round {rnd}"
                     logger = logger_factory(arm.name, seed, rnd) if logger_factory is not None else None
                     rec = _run_round(
@@ -248,17 +302,64 @@ def _run_experiment(
                     bar.update(1)
                     if hasattr(bar, "set_postfix_str"):
                         bar.set_postfix_str(f"{arm.name} seed {seed} round {rnd}: acc {100 * rec['test_acc']:.1f}%")
+                if point_eval is not None and (arm.name, seed) not in pe_done:
+                    console.check_interrupt()
+                    console.where["at"] = f"{arm.name} seed {seed} point evaluation"
+                    logger = logger_factory(arm.name, seed, POINT_EVAL) if logger_factory is not None else None
+                    last_rec = next(r for r in reversed(records) if r["arm"] == arm.name and r["seed"] == seed)
+                    rec = _point_evaluate(point_eval, arm, seed, datamodule, pool, oracle, arm_dir, trainer_kwargs,
+                                          logger, last_rec)  # fmt: skip
+                    pe_records.append(rec)
+                    if is_zero:
+                        atomic_write_text(out / POINT_EVAL_FILE, "".join(json.dumps(r) + "\n" for r in pe_records))
+                    bar.update(1)
     finally:
         bar.close()
     console.where["at"] = ""  # (kept on an exception: the Ctrl-C message says where the run stopped)
     return records
 
 
-def _describe(spec: ExperimentSpec, datamodule: EmbeddingDataModule, embed_seconds: float) -> dict[str, Any]:
+def _point_evaluate(
+    point_eval: PointEvaluation,
+    arm: QueryStrategy,
+    seed: int,
+    datamodule: PoolDataModule,
+    pool: LabelPool,
+    oracle: Oracle,
+    arm_dir: Path,
+    trainer_kwargs: dict[str, Any],
+    logger: Logger | list[Logger] | None,
+    proxy: dict[str, Any],
+) -> dict[str, Any]:
+    """Fine-tune a fresh copy of ``point_eval.model`` on ``pool``'s labels; the ``point_eval.jsonl`` record."""
+    phase_seed = _round_seed(seed, POINT_EVAL_ROUND)
+    L.seed_everything(phase_seed, verbose=False)
+    model = point_eval.fresh_model()
+    images = point_eval.datamodule(datamodule.dataset, pool, view_seed=phase_seed)
+    loop = ActiveLoop(arm, None, seed=phase_seed, pool=pool)
+    kwargs = phase_trainer_kwargs(point_eval.trainer_kwargs(trainer_kwargs), loop, arm_dir, POINT_EVAL, logger)
+    result = run_phase(model, images, kwargs, loop)
+    scores = record_scores(result, loop, pool, oracle)
+    return {
+        "arm": arm.name,
+        "seed": seed,
+        "num_labeled": pool.num_labeled,
+        "model": repr(point_eval),
+        "ssl": point_eval.ssl_name,
+        **scores,
+        "pool_acc": scores.get("pool_acc"),
+        "proxy_test_acc": proxy["test_acc"],
+        "proxy_pool_acc": proxy.get("pool_acc"),
+        "train_seconds": result.train_seconds,
+        "test_seconds": result.test_seconds,
+    }
+
+
+def _describe(spec: ExperimentSpec, datamodule: PoolDataModule, embed_seconds: float) -> dict[str, Any]:
     """What the run is about, for the report's header (run.json ``description``)."""
     return {
         "dataset": type(datamodule.dataset).__name__,
-        "encoder": type(datamodule.encoder).__name__,
+        "encoder": type(encoder).__name__ if (encoder := getattr(datamodule, "encoder", None)) is not None else None,
         "class_names": list(datamodule.dataset.class_names) if datamodule.dataset.class_names else None,
         "budget": spec.budget,
         "initial_budget": spec.initial_budget,
@@ -270,7 +371,7 @@ def _describe(spec: ExperimentSpec, datamodule: EmbeddingDataModule, embed_secon
     }
 
 
-def _restore_pool(datamodule: EmbeddingDataModule, path: Path, last_round: int) -> LabelPool:
+def _restore_pool(datamodule: PoolDataModule, path: Path, last_round: int) -> LabelPool:
     """The pool as it was after ``last_round`` was recorded (later acquisitions are redone)."""
     pool = datamodule.new_pool()
     if last_round < 0 or not path.exists():
@@ -290,7 +391,7 @@ def _run_round(
     seed: int,
     rnd: int,
     template: L.LightningModule,
-    datamodule: EmbeddingDataModule,
+    datamodule: PoolDataModule,
     pool: LabelPool,
     oracle: Oracle,
     arm_dir: Path,
@@ -303,35 +404,9 @@ def _run_round(
     datamodule.pool = pool
     selecting = rnd < spec.rounds
     loop = ActiveLoop(arm, spec.budget if selecting else None, seed=round_seed, pool=pool)
-    kwargs = copy.deepcopy(trainer_kwargs)
-    kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), loop]
-    round_dir = arm_dir / f"round_{rnd:02d}"
-    if rank_zero_only.rank == 0 and round_dir.exists():
-        shutil.rmtree(round_dir)  # the logs of an unfinished attempt at this round (resume)
-    if logger is not None:
-        kwargs["logger"] = logger
-    elif kwargs.get("logger", True) is not False:
-        kwargs["logger"] = CSVLogger(save_dir=arm_dir, name="", version=f"round_{rnd:02d}")
-    kwargs.setdefault("default_root_dir", str(round_dir))
-    trainer = L.Trainer(**kwargs)
-    where = console.where["at"]
-    t0 = time.perf_counter()
-    console.where["at"] = f"{where} (fit)"
-    trainer.fit(model, datamodule=datamodule)
-    t1 = time.perf_counter()
-    console.where["at"] = f"{where} (test)"
-    metrics = trainer.test(model, datamodule=datamodule, verbose=False)[0]
-    t2 = time.perf_counter()
-    console.where["at"] = f"{where} (score" + (" and select)" if selecting else ")")
-    trainer.predict(model, datamodule=datamodule, return_predictions=False)
+    kwargs = phase_trainer_kwargs(trainer_kwargs, loop, arm_dir, f"round_{rnd:02d}", logger)
+    result = run_phase(model, datamodule, kwargs, loop)
     selected = loop.selected if selecting and loop.selected is not None else torch.empty(0, dtype=torch.long)
-    t3 = time.perf_counter()
-    console.where["at"] = where
-    extra: dict[str, float] = {}
-    if "test/min_class_acc" in metrics:
-        extra["test_min_class_acc"] = float(metrics["test/min_class_acc"])
-    if loop.pool_predictions is not None and (acc := pool_accuracy(pool, loop.pool_predictions, oracle)) is not None:
-        extra["pool_acc"] = acc
     record = {
         "arm": arm.name,
         "seed": seed,
@@ -339,13 +414,10 @@ def _run_round(
         "num_labeled": pool.num_labeled,
         "budget": spec.budget,
         "num_classes": pool.num_classes,
-        "test_acc": float(metrics["test/acc"]),
-        "test_balanced_acc": float(metrics["test/balanced_acc"]),
-        "test_macro_f1": float(metrics["test/macro_f1"]),
-        **extra,
-        "train_seconds": round(t1 - t0, 4),
-        "test_seconds": round(t2 - t1, 4),
-        "score_seconds": round(t3 - t2 - loop.select_seconds, 4),
+        **record_scores(result, loop, pool, oracle),
+        "train_seconds": result.train_seconds,
+        "test_seconds": result.test_seconds,
+        "score_seconds": result.score_seconds,
         "select_seconds": round(loop.select_seconds, 4) if selecting else 0.0,
         "selected": selected.tolist(),
         "label_counts": pool.label_counts(),
@@ -357,13 +429,29 @@ def _run_round(
     return record
 
 
-def pool_accuracy(pool: LabelPool, predictions: Tensor, oracle: Oracle) -> float | None:
-    """The paper's pool accuracy: the labels given plus the model's predictions on the rest, vs ground truth.
+def phase_trainer_kwargs(
+    trainer_kwargs: dict[str, Any],
+    loop: ActiveLoop,
+    arm_dir: Path,
+    name: str,
+    logger: Logger | list[Logger] | None,
+) -> dict[str, Any]:
+    """The Trainer arguments of one phase (a round, or the point evaluation) of an arm and seed.
 
-    Simulated runs only (None for a person's oracle): the truth stays in the oracle, is asked after
-    selection, and is never shown to a strategy.
+    Adds ``loop`` to the callbacks; logs to ``logger``, or (unless logging is off) a CSV logger in
+    ``arm_dir/name``; removes what an unfinished earlier attempt at the phase left in that folder.
     """
-    return oracle.pool_accuracy(torch.where(pool.labels >= 0, pool.labels, predictions))
+    kwargs = copy.deepcopy(trainer_kwargs)
+    kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), loop]
+    phase_dir = arm_dir / name
+    if rank_zero_only.rank == 0 and phase_dir.exists():
+        shutil.rmtree(phase_dir)  # the logs of an unfinished attempt at this phase (resume)
+    if logger is not None:
+        kwargs["logger"] = logger
+    elif kwargs.get("logger", True) is not False:
+        kwargs["logger"] = CSVLogger(save_dir=arm_dir, name="", version=name)
+    kwargs.setdefault("default_root_dir", str(phase_dir))
+    return kwargs
 
 
 def format_table(records: list[dict[str, Any]], metric: str = "test_acc") -> str:

@@ -20,9 +20,9 @@ from lbench.errors import ConfigError
 __all__ = ["ConfiguredLoggers", "round_version"]
 
 
-def round_version(arm: str, seed: int, rnd: int) -> str:
-    """The version name of one round's logger."""
-    return f"{arm}-seed_{seed}-round_{rnd:02d}"
+def round_version(arm: str, seed: int, rnd: int | str) -> str:
+    """The version name of one round's logger (``rnd`` a round number, or a phase name such as ``point_eval``)."""
+    return f"{arm}-seed_{seed}-" + (rnd if isinstance(rnd, str) else f"round_{rnd:02d}")
 
 
 class ConfiguredLoggers:
@@ -46,8 +46,8 @@ class ConfiguredLoggers:
                 raise ConfigError(f"trainer.logger: {spec['class_path']} is not a Lightning Logger")
             self.specs.append((cls, dict(spec.get("init_args") or {})))
 
-    def __call__(self, arm: str, seed: int, rnd: int) -> list[Logger]:
-        """The loggers of round ``rnd`` of ``arm`` and ``seed``."""
+    def __call__(self, arm: str, seed: int, rnd: int | str) -> list[Logger]:
+        """The loggers of round ``rnd`` (or the phase called ``rnd``) of ``arm`` and ``seed``."""
         loggers = []
         for cls, init_args in self.specs:
             kwargs = dict(init_args)

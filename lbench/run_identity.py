@@ -17,7 +17,14 @@ import yaml
 
 from lbench.errors import ConfigError
 
-__all__ = ["EXEMPT", "check_resume", "config_identity", "settings_changes"]
+__all__ = [
+    "EXEMPT",
+    "check_point_eval_resume",
+    "check_resume",
+    "config_identity",
+    "point_eval_identity",
+    "settings_changes",
+]
 
 #: Config keys (and key prefixes) that never change a run's results.
 EXEMPT = (
@@ -38,7 +45,9 @@ EXEMPT = (
     "data.init_args.cache_dir",
     "data.init_args.embed_batch_size",
     "data.init_args.device",
+    "point_eval",
 )
+"""``point_eval`` is checked on its own (:func:`check_point_eval_resume`): it runs after the rounds."""
 
 
 def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
@@ -132,3 +141,45 @@ def check_resume(
             "the run's own settings (a run may only be extended with more rounds, arms or seeds)"
         )
     return extended
+
+
+def point_eval_identity(config_text: str | None) -> dict[str, Any] | None:
+    """The ``point_eval`` part of a resolved config (YAML text), flattened; None without a config."""
+    if config_text is None:
+        return None
+    flat = _flatten(yaml.safe_load(config_text) or {})
+    return {k: v for k, v in sorted(flat.items()) if k == "point_eval" or k.startswith("point_eval.")}
+
+
+def check_point_eval_resume(
+    out: Path,
+    old: dict[str, Any] | None,
+    new: dict[str, Any] | None,
+    records: list[dict[str, Any]],
+    total_labels: int,
+) -> list[dict[str, Any]]:
+    """Which point-evaluation records of a run directory stay valid on resume.
+
+    Records made on another labeled set (the run was extended by rounds) are dropped, to be
+    redone. Records made with other ``point_eval`` settings refuse the resume: they would be
+    mixed with new ones in one table.
+
+    Args:
+        out: The run directory (for the message).
+        old: The ``point_eval`` identity in its ``run.json`` (None: none recorded).
+        new: The identity of this command's ``point_eval`` (None: not configured).
+        records: The records of its ``point_eval.jsonl``.
+        total_labels: Labels at the end of the run as now configured.
+
+    Raises:
+        ConfigError: The recorded point evaluation used other settings.
+    """
+    records = [r for r in records if r.get("num_labeled") == total_labels]
+    if not records or new is None or old is None or old == new:
+        return records
+    changes = _config_changes(old, new)
+    shown = "; ".join(changes[:5]) + (f"; and {len(changes) - 5} more" if len(changes) > 5 else "")
+    raise ConfigError(
+        f"{out}/point_eval.jsonl holds point evaluations made with other point_eval settings ({shown}); "
+        f"use another --out_dir, or delete {out}/point_eval.jsonl to evaluate again"
+    )

@@ -21,10 +21,12 @@ from lightning.pytorch.cli import SaveConfigCallback
 from lbench._io import atomic_write, check_writable
 from lbench.console import LineProgressBar, is_terminal
 from lbench.data.embeddings import EmbeddingDataModule
+from lbench.data.pool_module import PoolDataModule
 from lbench.errors import BudgetError, ConfigError, DataError
 from lbench.experiment import ExperimentSpec, LoggerFactory, format_table, run_experiment
 from lbench.locks import locked_dir
 from lbench.loop import ActiveLoop
+from lbench.point_eval import PointEvaluation
 from lbench.strategies.base import QueryStrategy
 from lbench.strategies.uncertainty import margin_scores
 
@@ -164,12 +166,14 @@ class LbenchTrainer(L.Trainer):
         initial_budget: int = 100,
         out_dir: str = "checkpoints/run",
         report: bool = True,
+        point_eval: PointEvaluation | None = None,
     ) -> None:
         """Run a simulated active-learning experiment: arms x seeds x rounds, then a report.
 
         Args:
             model: The model trained each round (a fresh seeded copy every round).
-            datamodule: An EmbeddingDataModule over the pool and test split.
+            datamodule: An EmbeddingDataModule over the pool and test split (selection via a proxy), or
+                an ImageDataModule (selection with the fine-tuned model itself, with a FineTuneClassifier).
             arms: Query strategies to compare (e.g. ``[Random, Margin]``).
             seeds: Seeds (default ``[0]``); every arm of a seed starts from the same initial set.
             rounds: Selection rounds after the initial random set.
@@ -178,9 +182,16 @@ class LbenchTrainer(L.Trainer):
             out_dir: Run directory; the same command again resumes it, and more rounds, arms
                 or seeds extend it.
             report: Write the report (tables and curves) into ``out_dir/report`` at the end.
+            point_eval: The paper's point evaluation: after the last round of each arm and seed,
+                fine-tune this model end to end on the labeled set and record its test and pool
+                accuracy in ``out_dir/point_eval.jsonl`` (e.g. ``-c point_eval`` for a
+                FineTuneClassifier on the run's encoder).
         """
-        if not isinstance(datamodule, EmbeddingDataModule):
-            raise ConfigError("run needs an EmbeddingDataModule (data.class_path: EmbeddingDataModule)")
+        if not isinstance(datamodule, PoolDataModule):
+            raise ConfigError(
+                "run needs a pool data module: EmbeddingDataModule (a proxy on cached embeddings) or "
+                "ImageDataModule (a model fine-tuned on images every round)"
+            )
         spec = ExperimentSpec(arms, seeds if seeds is not None else [0], rounds, budget, initial_budget)
         check_writable(out_dir, "folder")
         kwargs = copy.copy(self.init_kwargs)
@@ -194,6 +205,7 @@ class LbenchTrainer(L.Trainer):
             kwargs,
             config_text=self.config_text,
             logger_factory=self.logger_factory,
+            point_eval=point_eval,
         )
         if not self.is_global_zero:
             return

@@ -185,7 +185,9 @@ def test_every_config_parses(config, capsys):
         args = ["fit", "--data", str(path), "--model", model]
     elif config.parts[0] == "model":
         args = ["fit", "--model", str(path), "--data", digits]
-    elif isinstance(data.get("model"), dict) and "class_path" not in data["model"]:  # an overlay on a run config
+    elif "arms" not in data and (  # an overlay on a run config
+        (isinstance(data.get("model"), dict) and "class_path" not in data["model"]) or "point_eval" in data
+    ):
         args = ["run", "-c", str(CONFIGS / "smoke.yaml"), "-c", str(path)]
         data = {**yaml.safe_load((CONFIGS / "smoke.yaml").read_text()), **data}
     elif "arms" in data:
@@ -197,7 +199,12 @@ def test_every_config_parses(config, capsys):
     assert exit_info.value.code in (0, None)
     resolved = yaml.safe_load(capsys.readouterr().out)
     assert resolved["model"]["class_path"].startswith("lbench.modules.")
-    assert resolved["data"]["class_path"] == "lbench.data.embeddings.EmbeddingDataModule"
+    # the resolved class paths are part of a run's identity: they must not change between versions
+    data_path = resolved["data"]["class_path"]
+    if resolved["model"]["class_path"] == "lbench.modules.FineTuneClassifier" or "images" in str(config):
+        assert data_path in ("lbench.data.images.ImageDataModule", "lbench.data.embeddings.EmbeddingDataModule")
+    else:
+        assert data_path == "lbench.data.embeddings.EmbeddingDataModule"
     if "arms" in data:
         assert [a["class_path"].split(".")[-1] for a in resolved["arms"]] == [a["class_path"] for a in data["arms"]]
 

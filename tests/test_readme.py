@@ -69,3 +69,15 @@ def test_readme_example_parses(command, monkeypatch, capsys):
         main([*args, "--print_config"])
     assert e.value.code in (0, None), capsys.readouterr().err
     assert "class_path" in capsys.readouterr().out
+
+
+def test_readme_python_example_runs_as_written():
+    """The reuse example (ProxyClassifier + FlexMatch in a plain Lightning script) trains semi-supervised."""
+    blocks = re.findall(r"```python\n(.*?)```", README, re.S)
+    assert len(blocks) == 1
+    namespace: dict = {}
+    exec(compile(blocks[0], "README.md", "exec"), namespace)  # noqa: S102
+    model = namespace["model"]
+    assert model.trainer.global_step == 3 * (100 // 16)  # min_size: as many steps as labeled batches
+    assert "train/unsup_loss" in model.trainer.callback_metrics  # the FlexMatch path, not plain supervised
+    assert model.ssl.selected_label is not None and len(model.ssl.selected_label) == 1000

@@ -9,30 +9,28 @@ so strategies can see both) without labels.
 from __future__ import annotations
 
 import time
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import lightning as L
 import torch
-from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.utilities import CombinedLoader
 from torch import Tensor
 from torch.utils.data import DataLoader, RandomSampler
 
 from lbench.cache import EmbeddingCache, Store
-from lbench.data.base import ImageSplit, PoolDataset
+from lbench.data.base import PoolDataset
+from lbench.data.pool_module import PoolDataModule
 from lbench.data.serving import Rows, UnlabeledPairs, collate_batch
 from lbench.encoders.base import Encoder
-from lbench.errors import ConfigError, DataError
-from lbench.oracle import SimulatedOracle
-from lbench.pool import LabelPool
+from lbench.errors import ConfigError
 from lbench.views import ViewRecipe
 
 __all__ = ["EmbeddingDataModule"]
 
 
-class EmbeddingDataModule(L.LightningDataModule):
+class EmbeddingDataModule(PoolDataModule):
     """Cached embeddings of a :class:`PoolDataset`, split by a :class:`LabelPool`.
+
+    The labels, splits, validation split and checkpoint state are :class:`PoolDataModule`'s.
 
     Args:
         dataset: The data set (pool = its train split).
@@ -81,67 +79,24 @@ class EmbeddingDataModule(L.LightningDataModule):
         view_seed: int = 0,
         labeled_views: Literal["weak", "plain", "plain+weak"] = "weak",
     ) -> None:
-        super().__init__()
-        self.views = ViewRecipe(weak_views=weak_views, strong_views=strong_views, seed=view_seed)
+        views = ViewRecipe(weak_views=weak_views, strong_views=strong_views, seed=view_seed)
         if labeled_views not in ("weak", "plain", "plain+weak"):
             raise ConfigError(f"labeled_views must be weak, plain or plain+weak, got {labeled_views!r}")
+        super().__init__(dataset, pool_file=pool_file, batch_size=batch_size, samples_per_epoch=samples_per_epoch,
+                         val_fraction=val_fraction, val_seed=val_seed)  # fmt: skip
+        self.views = views
         self.labeled_views = labeled_views
-        if batch_size <= 0 or samples_per_epoch < 0:
-            raise ConfigError("batch_size must be positive and samples_per_epoch non-negative")
-        if not 0.0 <= val_fraction < 1.0:
-            raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
-        self.val_fraction = val_fraction
-        self.val_seed = val_seed
-        self.dataset = dataset
         self.encoder = encoder
         self.cache = EmbeddingCache(cache_dir, batch_size=embed_batch_size, device=device)
-        self.pool_file = pool_file
-        self.batch_size = batch_size
-        self.samples_per_epoch = samples_per_epoch
         self.standardize = standardize
-        self.pool: LabelPool | None = None
-        self._pool_split: ImageSplit | None = None
-        self._test_split: ImageSplit | None = None
         self.pool_store: Store | None = None
         self.test_store: Store | None = None
 
     # -- data ------------------------------------------------------------------------------
     @property
-    def pool_split(self) -> ImageSplit:
-        """The pool split (loaded on first use; raises DataError when the data are missing)."""
-        if self._pool_split is None:
-            self._pool_split = self.dataset.pool_split()
-        return self._pool_split
-
-    @property
-    def test_split(self) -> ImageSplit:
-        """The test split."""
-        if self._test_split is None:
-            self._test_split = self.dataset.test_split()
-        return self._test_split
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes."""
-        return self.dataset.num_classes
-
-    @property
     def embed_dim(self) -> int:
         """Embedding dimension."""
         return self.encoder.embed_dim
-
-    @property
-    def pool_size(self) -> int:
-        """Number of pool items."""
-        return len(self.pool_split)
-
-    def make_oracle(self) -> SimulatedOracle:
-        """A simulated oracle holding the pool's ground truth (for simulated runs only)."""
-        return SimulatedOracle(self.pool_split.targets)
-
-    def new_pool(self) -> LabelPool:
-        """An empty :class:`LabelPool` sized for this data set."""
-        return LabelPool(self.pool_size, self.num_classes)
 
     def prepare_embeddings(self) -> float:
         """Open (building what is missing of) the cached views; returns the seconds it took.
@@ -181,35 +136,7 @@ class EmbeddingDataModule(L.LightningDataModule):
         return Rows(views, index, mean, std, labels=labels, length=length, view_choices=choices or [0],
                     seed=self.views.seed, epoch=self._epoch)  # fmt: skip
 
-    def _epoch(self) -> int:
-        trainer = self.trainer
-        return int(trainer.current_epoch) if trainer is not None else 0
-
-    def setup(self, stage: str | None = None) -> None:
-        """Load the embeddings and, when ``pool_file`` is set and no pool is attached, the pool."""
-        self.prepare_embeddings()
-        if self.pool is None and self.pool_file is not None:
-            if not Path(self.pool_file).exists():
-                raise DataError(f"pool file {self.pool_file} does not exist")
-            self.pool = LabelPool.load(self.pool_file)
-            if self.pool.size != self.pool_size:
-                raise DataError(f"pool file {self.pool_file} has {self.pool.size} items, the data set {self.pool_size}")
-
     # -- loaders ---------------------------------------------------------------------------
-    def _require_pool(self) -> LabelPool:
-        if self.pool is None:
-            raise ConfigError("no labels yet: pass data.pool_file (a pool.json) or attach a LabelPool")
-        return self.pool
-
-    def val_mask(self) -> Tensor:
-        """``[pool_size]`` bool: the pool items in the validation split (if labeled)."""
-        if self.val_fraction == 0:
-            return torch.zeros(self.pool_size, dtype=torch.bool)
-        rank = torch.randperm(self.pool_size, generator=torch.Generator().manual_seed(self.val_seed))
-        mask = torch.zeros(self.pool_size, dtype=torch.bool)
-        mask[rank[: round(self.val_fraction * self.pool_size)]] = True
-        return mask
-
     def train_dataloader(self) -> DataLoader | CombinedLoader:
         """Labeled items (minus the validation split) with the pool's labels, cycled up to ``samples_per_epoch``.
 
@@ -217,23 +144,11 @@ class EmbeddingDataModule(L.LightningDataModule):
         batches and as many batches of ``ssl.uratio`` times as many unlabeled pool items, each with
         a weak and a strong view (the whole pool, labeled items included, as FlexMatch counts them).
         """
-        pool = self._require_pool()
-        idx = pool.labeled_index()
-        idx = idx[~self.val_mask()[idx]]
-        if len(idx) == 0:
-            raise ConfigError("the pool has no labeled items to train on")
-        rows = self._rows(idx, pool.labels[idx], length=self.samples_per_epoch, train=True)
+        idx, labels = self._train_labeled()
+        rows = self._rows(idx, labels, length=self.samples_per_epoch, train=True)
         batch = min(self.batch_size, len(rows))
         labeled = DataLoader(rows, batch_size=batch, shuffle=True, drop_last=False, collate_fn=collate_batch)
-        ssl = getattr(self._model(), "ssl", None)
-        if ssl is None:
-            return labeled
-        unlabeled = self._unlabeled_loader(batch * ssl.uratio, len(labeled))
-        return CombinedLoader({"lb": labeled, "ulb": unlabeled}, mode="min_size")
-
-    def _model(self) -> Any:
-        trainer = self.trainer
-        return trainer.lightning_module if trainer is not None else None
+        return self._with_unlabeled(labeled, batch, self._unlabeled_loader)
 
     def _unlabeled_loader(self, size: int, num_batches: int) -> DataLoader:
         assert self.pool_store is not None
@@ -255,15 +170,8 @@ class EmbeddingDataModule(L.LightningDataModule):
         """Labeled items in the validation split (``val_fraction``); none when it is 0."""
         if self.val_fraction == 0:
             return []
-        pool = self._require_pool()
-        idx = pool.labeled_index()
-        idx = idx[self.val_mask()[idx]]
-        if len(idx) == 0:
-            raise ConfigError(
-                f"none of the {pool.num_labeled} labeled items falls into the validation split "
-                f"(val_fraction {self.val_fraction}); label more items or raise val_fraction"
-            )
-        return self._eval_loader(self._rows(idx, pool.labels[idx]))
+        idx, labels = self._val_labeled()
+        return self._eval_loader(self._rows(idx, labels), self.batch_size * 4, collate_fn=collate_batch)
 
     def test_dataloader(self) -> DataLoader:
         """The test split with its labels; under DDP every item is evaluated exactly once.
@@ -275,36 +183,9 @@ class EmbeddingDataModule(L.LightningDataModule):
         mean, std = self._stats()
         n = self.test_store.num_items
         rows = Rows([self.test_store.view(0)], torch.arange(n), mean, std, labels=self.test_split.targets)
-        return self._eval_loader(rows)
-
-    def _eval_loader(self, rows: Rows) -> DataLoader:
-        sampler = None
-        trainer = self.trainer
-        if trainer is not None and trainer.world_size > 1:
-            sampler = UnrepeatedDistributedSampler(
-                rows, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
-            )
-        return DataLoader(
-            rows, batch_size=self.batch_size * 4, shuffle=False, sampler=sampler, collate_fn=collate_batch
-        )
+        return self._eval_loader(rows, self.batch_size * 4, collate_fn=collate_batch)
 
     def predict_dataloader(self) -> DataLoader:
         """The whole pool (plain view, no labels), in index order."""
         rows = self._rows(torch.arange(self.pool_size))
         return DataLoader(rows, batch_size=self.batch_size * 4, shuffle=False, collate_fn=collate_batch)
-
-    # -- state -----------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        """The pool state (stored in Lightning checkpoints)."""
-        return {"pool": self.pool.state_dict()} if self.pool is not None else {}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore the pool state from a checkpoint, unless a pool is attached already.
-
-        An attached pool (from ``pool_file`` or set by ``run``) holds the current labels, so a
-        checkpoint trained on older labels (e.g. ``select --ckpt_path``) never overrides it.
-        """
-        if "pool" in state_dict and self.pool is None:
-            pool = self.new_pool()
-            pool.load_state_dict(state_dict["pool"])
-            self.pool = pool

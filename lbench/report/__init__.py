@@ -11,9 +11,11 @@ rounds and lists the missing ones) and, when present, the ``description`` of its
 the ledger). Prints what the report describes and the summary table, and writes into ``DIR``
 (default ``<first run dir>/report/``):
 
-- ``curves.png``: test accuracy, balanced accuracy and macro F1 vs number of labels, one line per
-  arm, mean over seeds of the raw per-round values with a 95% band; ``vs_baseline.png``: the paired
-  difference to the baseline arm. Titles name the data set and encoder when known.
+- ``curves.png``: test accuracy, pool accuracy (when the records have ``pool_acc``), balanced
+  accuracy and macro F1 vs number of labels, one line per arm, mean over seeds of the raw per-round
+  values with a 95% band (with a point evaluation, a star per arm marks its fine-tuned test
+  accuracy); ``vs_baseline.png``: the paired difference to the baseline arm. Titles name the data
+  set and encoder when known.
 - ``summary.md`` / ``summary.csv``: a "what this report describes" header (data set, encoder,
   budgets, seeds, arms, run dirs), then per arm: final metrics, AUBC, the AUBC difference to the
   baseline, one verdict (better / worse / ≈ / mixed, from the AUBC and savings intervals), labels
@@ -22,6 +24,9 @@ the ledger). Prints what the report describes and the summary table, and writes 
   names. The baseline's own row has no comparison. Every table has a legend (one line per
   column); with one seed values print without an interval and a note says so.
   ``curves.csv``: every metric per arm and number of labels (mean and interval over seeds);
+  with a run's ``point_eval.jsonl`` (each arm's final labeled set fine-tuned end to end), a
+  "Point evaluation" table (proxy vs fine-tuned test accuracy, the gain, pool and balanced
+  accuracy) and ``point_eval.csv``, one line per arm in the printed summary;
   ``coverage.csv``: per-class label counts of the final labeled set (index and name).
 - ``cost.md`` / ``cost.csv``: seconds per phase (training, testing, scoring, selection) per round
   and arm, totals, labels, and accuracy gained per label (own and over the baseline); embedding is
@@ -34,8 +39,9 @@ The definitions (comparison grid, AUBC, savings, verdict rules, shared embedding
 
 Modules: ``ledger`` (read and validate ledgers), ``runinfo`` (the runs' descriptions), ``stats``
 (intervals, AUBC, crossings), ``analysis`` (the numbers), ``verdict`` (one verdict per arm),
-``tables`` (Markdown/HTML with legends), ``csvs`` (CSV), ``plots`` (PNG), ``html`` (the page),
-``writer`` (:func:`write_report`), ``cli`` (:func:`main`).
+``tables`` (Markdown/HTML with legends), ``csvs`` (CSV), ``point_eval`` (the point evaluation's
+numbers, table and CSV), ``plots`` (PNG), ``html`` (the page), ``writer`` (:func:`write_report`),
+``cli`` (:func:`main`).
 """
 
 from lbench.report.cli import main

@@ -3,7 +3,8 @@
 One JSON object per line, one line per finished round of one (arm, seed). Required keys:
 ``arm`` (str), ``seed`` (int), ``round`` (int >= 0), ``num_labeled`` (int > 0), ``test_acc``
 (fraction in [0, 1]) and ``rounds_total`` (the last round index R the run will reach). Optional,
-validated when present: ``test_balanced_acc`` and ``test_macro_f1`` (fractions), the phase times
+validated when present: ``test_balanced_acc`` and ``test_macro_f1`` (fractions), ``pool_acc`` (the
+paper's pool accuracy, a fraction; null, like absent, for a person's oracle), the phase times
 ``embed_seconds``, ``train_seconds``, ``test_seconds``, ``score_seconds``, ``select_seconds``
 (seconds >= 0, default 0), ``label_counts`` (per-class counts of the labeled set the round's model
 was trained on) and ``selected`` (the indices the round chose). Unknown keys are ignored. A
@@ -12,6 +13,10 @@ problem raises :class:`~lbench.errors.ReportError` naming the file and line.
 A run is *partial* when some round r <= R of an expected (arm, seed) has no line. Expected
 (arm, seed) pairs are those in the file, plus the arms and seeds of ``run.json`` when the run
 directory has one (an arm not started yet is then reported as missing too).
+
+A run directory may also hold ``point_eval.jsonl``: one line per (arm, seed) whose final labeled set
+was fine-tuned end to end (see :class:`PointRecord`). It is optional; when present it is validated
+the same way and a duplicate (arm, seed) is an error.
 """
 
 from __future__ import annotations
@@ -24,10 +29,27 @@ from typing import Any
 
 from lbench.errors import ReportError
 
-__all__ = ["METRICS", "PHASES", "Ledger", "RoundRecord", "load_ledger", "read_json_lines", "read_ledger_file"]
+__all__ = [
+    "METRICS",
+    "PHASES",
+    "POINT_EVAL_FILE",
+    "Ledger",
+    "PointRecord",
+    "RoundRecord",
+    "load_ledger",
+    "read_json_lines",
+    "read_ledger_file",
+    "read_point_eval_file",
+]
 
-METRICS = ("test_acc", "test_balanced_acc", "test_macro_f1")
+METRICS = ("test_acc", "pool_acc", "test_balanced_acc", "test_macro_f1")
 """Metrics the report knows, in display order (``test_acc`` is required, the others optional)."""
+
+_NULLABLE_METRICS = ("pool_acc",)
+"""Optional metrics that may be null (not measured: a person's oracle has no ground truth)."""
+
+POINT_EVAL_FILE = "point_eval.jsonl"
+"""The point-evaluation ledger of a run directory (optional)."""
 
 PHASES = ("embed_seconds", "train_seconds", "test_seconds", "score_seconds", "select_seconds")
 """Phase timings of a round, in display order (each defaults to 0 when absent)."""
@@ -64,6 +86,46 @@ class RoundRecord:
     source: str
 
 
+@dataclass(frozen=True)
+class PointRecord:
+    """One validated line of ``point_eval.jsonl``: an arm's final labeled set, fine-tuned end to end.
+
+    Attributes:
+        arm: Name of the query strategy.
+        seed: Seed of the (arm, seed) sequence.
+        num_labeled: Labels the fine-tuned model was trained on (the arm's final labeled set).
+        model: ``repr`` of the fine-tuned model's configuration ("" when not recorded).
+        ssl: Semi-supervised method of the fine-tuning (e.g. ``FlexMatch``), or None.
+        metrics: ``test_acc`` and ``proxy_test_acc`` always; ``test_balanced_acc``,
+            ``test_macro_f1``, ``test_min_class_acc``, ``pool_acc`` and ``proxy_pool_acc`` where
+            present and not null (fractions in [0, 1]). ``proxy_*`` are the proxy's (the round
+            model on cached embeddings) at the same labels.
+        seconds: ``train_seconds`` and ``test_seconds`` (0 when absent).
+        source: ``file:line`` the record came from.
+    """
+
+    arm: str
+    seed: int
+    num_labeled: int
+    model: str
+    ssl: str | None
+    metrics: dict[str, float]
+    seconds: dict[str, float]
+    source: str
+
+
+POINT_METRICS = (
+    "test_acc",
+    "proxy_test_acc",
+    "pool_acc",
+    "proxy_pool_acc",
+    "test_balanced_acc",
+    "test_macro_f1",
+    "test_min_class_acc",
+)
+"""Fractions of a point-evaluation line (the first two required; the others may be absent or null)."""
+
+
 @dataclass
 class Ledger:
     """The merged records of one or more runs.
@@ -73,12 +135,14 @@ class Ledger:
         sources: The ledger files read.
         missing: ``(arm, seed, round)`` expected but not finished (sorted).
         metrics: The optional metrics present in every record, with ``test_acc`` first.
+        points: The point-evaluation records of the runs (``point_eval.jsonl``; empty without).
     """
 
     records: list[RoundRecord]
     sources: list[Path]
     missing: list[tuple[str, int, int]] = field(default_factory=list)
     metrics: tuple[str, ...] = ("test_acc",)
+    points: list[PointRecord] = field(default_factory=list)
 
     @property
     def partial(self) -> bool:
@@ -99,6 +163,32 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def _fractions(
+    obj: dict[str, Any], keys: tuple[str, ...], optional: tuple[str, ...], nullable: tuple[str, ...], where: str
+) -> dict[str, float]:
+    """The fractions of ``keys`` in ``obj`` (an optional key may be absent, a nullable one null)."""
+    out = {}
+    for key in keys:
+        if (key not in obj and key in optional) or (obj.get(key) is None and key in nullable):
+            continue
+        v = obj[key]
+        if not _is_number(v) or not 0.0 <= v <= 1.0:
+            raise ReportError(f"{where}: '{key}' must be a fraction in [0, 1], got {v!r}")
+        out[key] = float(v)
+    return out
+
+
+def _seconds(obj: dict[str, Any], keys: tuple[str, ...], where: str) -> dict[str, float]:
+    """The times of ``keys`` in ``obj`` (0 when absent)."""
+    out = {}
+    for key in keys:
+        v = obj.get(key, 0.0)
+        if not _is_number(v) or v < 0:
+            raise ReportError(f"{where}: '{key}' must be a number of seconds >= 0, got {v!r}")
+        out[key] = float(v)
+    return out
+
+
 def _parse_line(obj: Any, where: str) -> RoundRecord:
     """Validate one decoded JSON line."""
     if not isinstance(obj, dict):
@@ -115,20 +205,8 @@ def _parse_line(obj: Any, where: str) -> RoundRecord:
             raise ReportError(f"{where}: '{key}' must be an integer{bound}, got {v!r}")
     if obj["round"] > obj["rounds_total"]:
         raise ReportError(f"{where}: round {obj['round']} is past rounds_total {obj['rounds_total']}")
-    metrics = {}
-    for key in METRICS:
-        if key not in obj and key in _OPTIONAL_METRICS:
-            continue
-        v = obj[key]
-        if not _is_number(v) or not 0.0 <= v <= 1.0:
-            raise ReportError(f"{where}: '{key}' must be a fraction in [0, 1], got {v!r}")
-        metrics[key] = float(v)
-    seconds = {}
-    for key in PHASES:
-        v = obj.get(key, 0.0)
-        if not _is_number(v) or v < 0:
-            raise ReportError(f"{where}: '{key}' must be a number of seconds >= 0, got {v!r}")
-        seconds[key] = float(v)
+    metrics = _fractions(obj, METRICS, _OPTIONAL_METRICS, _NULLABLE_METRICS, where)
+    seconds = _seconds(obj, PHASES, where)
     counts = obj.get("label_counts")
     if counts is not None and (not isinstance(counts, list) or not all(_is_int(c) and c >= 0 for c in counts)):
         raise ReportError(f"{where}: 'label_counts' must be a list of integers >= 0, got {counts!r}")
@@ -217,6 +295,66 @@ def _check_consistency(records: list[RoundRecord]) -> None:
                 )
 
 
+def _parse_point(obj: Any, where: str) -> PointRecord:
+    """Validate one decoded line of ``point_eval.jsonl``."""
+    if not isinstance(obj, dict):
+        raise ReportError(f"{where}: expected a JSON object (one arm and seed per line), got {type(obj).__name__}")
+    missing = [k for k in ("arm", "seed", "num_labeled", "test_acc", "proxy_test_acc") if k not in obj]
+    if missing:
+        raise ReportError(f"{where}: missing required key(s) {', '.join(missing)}; is this a lbench point_eval.jsonl?")
+    if not isinstance(obj["arm"], str) or not obj["arm"]:
+        raise ReportError(f"{where}: 'arm' must be a non-empty string, got {obj['arm']!r}")
+    for key, low in (("seed", None), ("num_labeled", 1)):
+        v = obj[key]
+        if not _is_int(v) or (low is not None and v < low):
+            raise ReportError(f"{where}: '{key}' must be an integer{'' if low is None else f' >= {low}'}, got {v!r}")
+    for key in ("model", "ssl"):
+        if obj.get(key) is not None and not isinstance(obj[key], str):
+            raise ReportError(f"{where}: '{key}' must be a string or null, got {obj[key]!r}")
+    optional = POINT_METRICS[2:]
+    return PointRecord(
+        arm=obj["arm"],
+        seed=obj["seed"],
+        num_labeled=obj["num_labeled"],
+        model=obj.get("model") or "",
+        ssl=obj.get("ssl"),
+        metrics=_fractions(obj, POINT_METRICS, optional, optional, where),
+        seconds=_seconds(obj, ("train_seconds", "test_seconds"), where),
+        source=where,
+    )
+
+
+def read_point_eval_file(path: Path) -> list[PointRecord]:
+    """Read and validate one ``point_eval.jsonl`` (blank lines are skipped; a missing file has no records).
+
+    Args:
+        path: The point-evaluation ledger.
+
+    Returns:
+        Its records, in file order (empty when the file does not exist).
+
+    Raises:
+        ReportError: The file is unreadable, a line is not a JSON object with the required keys
+            and types, or an (arm, seed) appears twice (naming file and line).
+    """
+    if not path.exists():
+        return []
+    records = [_parse_point(obj, where) for where, obj in read_json_lines(path)]
+    _check_point_duplicates(records)
+    return records
+
+
+def _check_point_duplicates(records: list[PointRecord]) -> None:
+    seen: dict[tuple[str, int], PointRecord] = {}
+    for r in records:
+        if (r.arm, r.seed) in seen:
+            raise ReportError(
+                f"{r.source}: point evaluation of arm {r.arm!r} seed {r.seed} already recorded at "
+                f"{seen[(r.arm, r.seed)].source}; keep one line per arm and seed"
+            )
+        seen[(r.arm, r.seed)] = r
+
+
 def _ledger_path(run: Path) -> Path:
     if run.is_file():
         return run
@@ -251,19 +389,22 @@ def load_ledger(run_dirs: list[str | Path]) -> Ledger:
             read once; different runs are merged and must not both hold an (arm, seed, round).
 
     Returns:
-        The merged ledger, with the missing rounds of every expected (arm, seed).
+        The merged ledger, with the missing rounds of every expected (arm, seed) and the point
+        evaluations of the runs that have a ``point_eval.jsonl`` beside their ``rounds.jsonl``.
 
     Raises:
         ReportError: No run given, a ledger is missing, unreadable, malformed or empty, or two
-            runs record the same (arm, seed, round).
+            runs record the same (arm, seed, round) (or point-evaluate the same (arm, seed)).
     """
     if not run_dirs:
         raise ReportError("give at least one run directory")
     paths = list(dict.fromkeys(_ledger_path(Path(d)).resolve() for d in run_dirs))
     records: list[RoundRecord] = []
+    points: list[PointRecord] = []
     missing: set[tuple[str, int, int]] = set()
     for path in paths:
         recs = read_ledger_file(path)
+        points.extend(read_point_eval_file(path.parent / POINT_EVAL_FILE))
         if not recs:
             raise ReportError(f"{path} has no finished rounds yet; report again once the first round is done")
         records.extend(recs)
@@ -271,6 +412,7 @@ def load_ledger(run_dirs: list[str | Path]) -> Ledger:
         for (arm, seed), last in _expected_pairs(path, recs).items():
             missing.update((arm, seed, k) for k in range(last + 1) if (arm, seed, k) not in done)
     _check_consistency(records)
+    _check_point_duplicates(points)
     missing -= {(r.arm, r.seed, r.round) for r in records}  # another run may hold them
     metrics = tuple(m for m in METRICS if all(m in r.metrics for r in records))
-    return Ledger(records=records, sources=paths, missing=sorted(missing), metrics=metrics)
+    return Ledger(records=records, sources=paths, missing=sorted(missing), metrics=metrics, points=points)

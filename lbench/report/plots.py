@@ -2,9 +2,11 @@
 
 ``curves.png``: one panel per metric, metric (%) vs number of labels, one line per arm: the mean
 over seeds of the raw per-round values (never a best-so-far maximum), with a 95% t band where at
-least two seeds finished that budget. ``vs_baseline.png``: the paired difference of test accuracy
-to the baseline arm (percentage points), same conventions, with the zero line. Titles name the data
-set and encoder when the runs' ``run.json`` describes them.
+least two seeds finished that budget; with a point evaluation, the test-accuracy panel marks each
+arm's fine-tuned test accuracy (mean, 95% t bar) at its final labels with a star of the arm's
+colour. ``vs_baseline.png``: the paired difference of test accuracy to the baseline arm
+(percentage points), same conventions, with the zero line. Titles name the data set and encoder
+when the runs' ``run.json`` describes them.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from lbench.report.analysis import Analysis
+from lbench.report.point_eval import PointSummary
 from lbench.report.stats import Interval
 from lbench.report.tables import METRIC_NAMES
 
@@ -63,8 +66,23 @@ def _titled(a: Analysis, text: str) -> str:
     return f"{name}: {text}" if name else text
 
 
-def plot_curves(a: Analysis) -> bytes:
-    """Learning curves of every metric; returns PNG bytes."""
+def _fine_tuned(ax: Axes, points: list[PointSummary], colors: dict[str, object]) -> None:
+    """Stars at each arm's fine-tuned test accuracy (95% t bar) at its final labels, side by side when they coincide."""
+    points = [p for p in points if p.arm in colors]
+    lo, hi = ax.get_xlim()
+    step = 0.012 * (hi - lo)
+    for i, p in enumerate(points):
+        iv = p.values["test_acc"]
+        yerr = [[(iv.mean - iv.lo) * 100.0], [(iv.hi - iv.mean) * 100.0]] if iv.has_ci else None
+        x = p.num_labeled + (i - (len(points) - 1) / 2) * step
+        ax.errorbar([x], [iv.mean * 100.0], yerr=yerr, fmt="*", markersize=10, capsize=3, color=colors[p.arm],
+                    markeredgecolor="black", markeredgewidth=0.5)  # fmt: skip
+    if points:
+        ax.plot([], [], "*", color="grey", markeredgecolor="black", markersize=10, label="fine-tuned end to end")
+
+
+def plot_curves(a: Analysis, points: list[PointSummary] | None = None) -> bytes:
+    """Learning curves of every metric (and the point evaluation's ``points``, if any); returns PNG bytes."""
     colors = _colors(a)
     with matplotlib.rc_context(_STYLE):
         k = len(a.metrics)
@@ -73,9 +91,11 @@ def plot_curves(a: Analysis) -> bytes:
         axes = fig.subplots(1, k, squeeze=False)[0]
         for ax, m in zip(axes, a.metrics, strict=True):
             for arm in a.arms:
-                points = [(r.num_labeled, r.values[m]) for r in a.budgets[arm]]
+                curve = [(r.num_labeled, r.values[m]) for r in a.budgets[arm]]
                 label = f"{arm} ({len(a.seeds(arm))} seed{'s' if len(a.seeds(arm)) > 1 else ''})"
-                _line(ax, points, label, colors[arm], arm == a.baseline)
+                _line(ax, curve, label, colors[arm], arm == a.baseline)
+            if m == "test_acc" and points:
+                _fine_tuned(ax, points, colors)
             ax.set_xlabel("number of labels")
             ax.set_ylabel(f"{METRIC_NAMES[m]} (%)")
         axes[0].legend(loc="lower right", fontsize=8)

@@ -35,7 +35,17 @@ __all__ = [
     "verdict_text",
 ]
 
-METRIC_NAMES = {"test_acc": "test accuracy", "test_balanced_acc": "balanced accuracy", "test_macro_f1": "macro F1"}
+METRIC_NAMES = {
+    "test_acc": "test accuracy",
+    "pool_acc": "pool accuracy",
+    "test_balanced_acc": "balanced accuracy",
+    "test_macro_f1": "macro F1",
+}
+POOL_ACC_TEXT = (
+    "pool accuracy is the accuracy of the labels given plus the model's predictions on the rest of the pool, "
+    "against the ground truth (the paper's measure of the labeled data set an arm yields)"
+)
+"""What ``pool_acc`` means, for legends."""
 PHASE_NAMES = {p: p.removesuffix("_seconds") for p in ARM_PHASES}
 MAX_CLASS_COLUMNS = 20
 NONE = "—"
@@ -145,7 +155,10 @@ def summary_table(a: Analysis) -> Table:
     at = f" @ {n}" if n is not None else ""
     header = ["arm", "seeds"] + [f"{METRIC_NAMES[m]}{at} (%)" for m in a.metrics] + ["AUBC (%)"]
     legend = [("arm", "query strategy" + (f"; the baseline {b} comes first" if b else "")), ("seeds", "seeds run")]
-    legend += [(h, f"mean over seeds at {n} labels ± 95% t half-width") for h in header[2:-1]]
+    legend += [
+        (h, f"mean over seeds at {n} labels ± 95% t half-width" + (f"; {POOL_ACC_TEXT}" if m == "pool_acc" else ""))
+        for h, m in zip(header[2:-1], a.metrics, strict=True)
+    ]
     legend += [("AUBC (%)", "area under the test-accuracy curve over the compared budgets / label range ± 95% t")]
     if b is not None:
         cmp = [f"ΔAUBC vs {b} (pp)", f"verdict vs {b}", f"labels to reach {b}{at}", "label savings (%)"]
@@ -192,7 +205,7 @@ def budget_tables(a: Analysis) -> list[Table]:
             (
                 ", ".join(a.arms),
                 f"{name} (%), mean over the seeds that finished this number of labels ± 95% t "
-                "half-width; (n=k) when only k seeds did",
+                "half-width; (n=k) when only k seeds did" + (f"; {POOL_ACC_TEXT}" if m == "pool_acc" else ""),
             ),
         ]
         title = f"{name[0].upper()}{name[1:]} per number of labels (%)"

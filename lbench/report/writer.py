@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lbench._io import atomic_write, atomic_write_text
@@ -14,6 +15,7 @@ from lbench.report.analysis import Analysis, analyze
 from lbench.report.html import html_page
 from lbench.report.ledger import load_ledger
 from lbench.report.plots import plot_curves, plot_vs_baseline
+from lbench.report.point_eval import PointSummary, point_console_lines, point_csv, point_summaries, point_table
 
 __all__ = ["ReportResult", "about_lines", "status_lines", "write_report"]
 
@@ -31,12 +33,14 @@ class ReportResult:
         files: Name -> path of every file written.
         analysis: The numbers behind the report (curves, summaries, costs).
         text: The summary printed to the terminal.
+        points: The point evaluation per arm (empty when no run has a ``point_eval.jsonl``).
     """
 
     out_dir: Path
     files: dict[str, Path]
     analysis: Analysis
     text: str = ""
+    points: list[PointSummary] = field(default_factory=list)
 
     @property
     def partial(self) -> bool:
@@ -79,12 +83,17 @@ def about_lines(a: Analysis) -> list[str]:
 CONSOLE_COLUMNS = ["arm", "seeds", "test accuracy", "ΔAUBC", "verdict", "labels to reach", "label savings"]
 
 
-def console_text(a: Analysis, about: list[str], status: list[str], summary: T.Table, out_dir: Path) -> str:
-    """The short summary printed at the end of a run: what, whether complete, the key columns, where the rest is."""
+def console_text(
+    a: Analysis, about: list[str], status: list[str], summary: T.Table, out_dir: Path, points: Sequence[str] = ()
+) -> str:
+    """The short summary printed at the end of a run: what, whether complete, the key columns, where the rest is.
+
+    ``points`` are the point evaluation's lines (:func:`~lbench.report.point_eval.point_console_lines`).
+    """
     what = " ".join(line for line in about if not line.startswith(("Arms:", "Run dirs:")))
     done = next((line for line in status if line.startswith("Status:")), "")
     table = summary.columns(CONSOLE_COLUMNS).markdown(heading=False)
-    notes = "".join(f"{n}\n" for n in summary.notes)
+    notes = "".join(f"{n}\n" for n in [*summary.notes, *points])
     return (
         f"\n{summary.title}. {what} {done}\n{table}{notes}"
         f"Report, with the definition of every column: {out_dir}{os.sep}summary.md (all of it: report.html)\n"
@@ -139,8 +148,10 @@ def write_report(
 
     Writes into ``out`` (default ``<first run dir>/report/``): ``summary.md``, ``summary.csv``,
     ``curves.csv``, ``coverage.csv``, ``cost.md``, ``cost.csv``, ``curves.png``,
-    ``vs_baseline.png`` (when the baseline arm exists) and ``report.html`` (one self-contained
-    page); each starts with what the report describes (from the runs' ``run.json`` when present).
+    ``vs_baseline.png`` (when the baseline arm exists), ``point_eval.csv`` (when a run has a
+    ``point_eval.jsonl``: its table is also in ``summary.md``) and ``report.html`` (one
+    self-contained page); each starts with what the report describes (from the runs'
+    ``run.json`` when present).
     Nothing is written when a ledger is invalid.
 
     Args:
@@ -165,7 +176,9 @@ def write_report(
     about, lines = about_lines(a), status_lines(a)
     summary, coverage, budgets = T.summary_table(a), T.coverage_table(a), T.budget_tables(a)
     cost_total, cost_round = T.cost_total_table(a), T.cost_round_table(a)
-    images = {"curves.png": plot_curves(a)}
+    points = point_summaries(a)
+    point = [point_table(points)] if points else []
+    images = {"curves.png": plot_curves(a, points)}
     vs = plot_vs_baseline(a)
     if vs is not None:
         images["vs_baseline.png"] = vs
@@ -173,15 +186,17 @@ def write_report(
     head += f"\n## {STATUS}\n\n" + "".join(f"- {line}\n" for line in lines) + "\n"
     figs = "".join(f"![{name}]({name})\n\n" for name in images)
     texts = {
-        "summary.md": head + figs + "\n".join(t.markdown() for t in [summary, coverage, *budgets, cost_total]),
+        "summary.md": head + figs + "\n".join(t.markdown() for t in [summary, *point, coverage, *budgets, cost_total]),
         "cost.md": "# Cost ledger\n\n" + cost_total.markdown() + "\n" + cost_round.markdown(),
         "summary.csv": csvs.summary_csv(a),
         "curves.csv": csvs.curves_csv(a),
         "coverage.csv": csvs.coverage_csv(a),
         "cost.csv": csvs.cost_csv(a),
     }
+    if points:
+        texts["point_eval.csv"] = point_csv(points)
     if html:
-        tables = [summary, coverage, *budgets, cost_total, cost_round]
+        tables = [summary, *point, coverage, *budgets, cost_total, cost_round]
         texts["report.html"] = html_page(TITLE, {ABOUT: about, STATUS: lines}, images, tables)
     files: dict[str, Path] = {}
     try:
@@ -193,7 +208,7 @@ def write_report(
             files[name] = out_dir / name
     except OSError as e:
         raise ReportError(f"cannot write the report to {out_dir}: {e.strerror or e}; choose another --out") from e
-    text = console_text(a, about, lines, summary, out_dir)
+    text = console_text(a, about, lines, summary, out_dir, point_console_lines(points))
     if echo:
         print(text, end="")
-    return ReportResult(out_dir=out_dir, files=files, analysis=a, text=text)
+    return ReportResult(out_dir=out_dir, files=files, analysis=a, text=text, points=points)

@@ -33,6 +33,7 @@ def test_reads_records_and_tolerates_unknown_keys(make_run, full_records):
         (json.dumps(record("random", 0, 1, 0.6, {"train_seconds": -1})), "'train_seconds'"),
         (json.dumps(record("random", 0, 1, 0.6, {"label_counts": [1, "a"]})), "'label_counts'"),
         (json.dumps(record("random", 0, 1, 0.6, {"test_macro_f1": None})), "'test_macro_f1'"),
+        (json.dumps(record("random", 0, 1, 0.6, {"pool_acc": 1.5})), "'pool_acc' must be a fraction in [0, 1]"),
     ],
 )
 def test_malformed_line_names_file_and_line(make_run, line, message):
