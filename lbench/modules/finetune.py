@@ -28,7 +28,7 @@ from lbench.errors import ConfigError
 from lbench.modules.base import BaseTask
 from lbench.ssl.flexmatch import FlexMatch
 
-__all__ = ["FineTuneClassifier", "warmup_cosine"]
+__all__ = ["FineTuneClassifier", "delayed_warmup_cosine", "warmup_cosine"]
 
 
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
@@ -47,6 +47,11 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
         return (step + 1) / warmup_steps
     progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
     return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def delayed_warmup_cosine(step: int, start: int, warmup_steps: int, total_steps: int) -> float:
+    """0 for the first ``start`` steps, then :func:`warmup_cosine` of ``step - start``."""
+    return 0.0 if step < start else warmup_cosine(step - start, warmup_steps, total_steps)
 
 
 class FineTuneClassifier(BaseTask):
@@ -79,8 +84,11 @@ class FineTuneClassifier(BaseTask):
     (``clip_model.logit_scale.exp()``), the bias at 0, so the untrained module gives CLIP's
     zero-shot logits (with the encoder's default L2-normalised embeddings).
 
-    Training runs in train mode (dropout, batch-norm batch statistics): :meth:`on_fit_start`
-    sets it, as Lightning keeps the modes it finds and encoders are built in eval mode. Mixed
+    Training runs in train mode (dropout, batch-norm batch statistics, unless ``freeze_norm``):
+    :meth:`on_fit_start` sets it, as Lightning keeps the modes it finds and encoders are built in
+    eval mode. With ``head_only_fraction``, the first steps train the head on the frozen encoder
+    (a randomly initialised head's large early gradients would otherwise distort the pretrained
+    features; Kumar et al., 2022). Mixed
     precision is the Trainer's ``precision`` (``bf16-mixed``, ``16-mixed``).
 
     The encoder is not a hyperparameter (it is a module): rebuild it for
@@ -100,6 +108,12 @@ class FineTuneClassifier(BaseTask):
             DataModule's ``dataset.class_names``).
         ema_decay: Decay of the exponential moving average of the weights used for evaluation,
             in (0, 1); None for no EMA.
+        freeze_norm: Keep the encoder's batch-norm layers in eval mode while training: they
+            normalise with the pretrained running statistics (and do not update them); their
+            affine weights still train. For small labeled sets and batches.
+        head_only_fraction: Fraction of the optimizer steps, at the start, that train the head
+            alone on the frozen encoder (in eval mode, without gradients: "LP-FT", linear probe
+            then fine-tune); the backbone's warm-up and cosine schedule start after them.
         ssl: Semi-supervised component (FlexMatch); None for supervised training.
     """
 
@@ -116,6 +130,8 @@ class FineTuneClassifier(BaseTask):
         zero_shot_head: bool = False,
         class_names: list[str] | None = None,
         ema_decay: float | None = None,
+        freeze_norm: bool = False,
+        head_only_fraction: float = 0.0,
         ssl: FlexMatch | None = None,
     ) -> None:
         super().__init__(ssl=ssl)
@@ -131,6 +147,8 @@ class FineTuneClassifier(BaseTask):
             raise ConfigError(f"warmup_fraction must be in [0, 1), got {warmup_fraction}")
         if ema_decay is not None and not 0 < ema_decay < 1:
             raise ConfigError(f"ema_decay must be in (0, 1) or null, got {ema_decay}")
+        if not 0 <= head_only_fraction < 1:
+            raise ConfigError(f"head_only_fraction must be in [0, 1), got {head_only_fraction}")
         if class_names is not None:
             if len(class_names) == 0:
                 raise ConfigError("class_names must be non-empty (or null)")
@@ -195,10 +213,36 @@ class FineTuneClassifier(BaseTask):
     def _uses_ema(self) -> bool:
         return self.ema is not None and not self.training
 
+    def _head_only_steps(self) -> int:
+        """Optimizer steps at the start of training that train the head alone."""
+        if self.hparams.head_only_fraction == 0 or self._trainer is None:
+            return 0
+        total = self.trainer.estimated_stepping_batches
+        return int(self.hparams.head_only_fraction * total) if math.isfinite(total) else 0
+
     def features(self, x: Tensor) -> Tensor:
         """Embeddings of ``[0, 1]`` images (the encoder's preprocessing and forward; EMA weights in eval mode)."""
         encoder = cast(Encoder, self.ema["encoder"]) if self._uses_ema() else self.encoder
+        if self.training and self.global_step < self._head_only_steps():
+            mode = encoder.training
+            encoder.eval()
+            try:
+                with torch.no_grad():
+                    return encoder.encode(x)
+            finally:
+                if mode:
+                    self.train(True)  # back to train mode (batch norm frozen again with freeze_norm)
         return encoder.encode(x)
+
+    @override
+    def train(self, mode: bool = True) -> FineTuneClassifier:
+        """Set train/eval mode; with ``freeze_norm`` the encoder's batch-norm layers stay in eval mode."""
+        super().train(mode)
+        if mode and self.hparams.get("freeze_norm"):
+            for m in self.encoder.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self
 
     def classify(self, h: Tensor) -> Tensor:
         """Logits from embeddings (the linear head; EMA weights in eval mode)."""
@@ -225,6 +269,8 @@ class FineTuneClassifier(BaseTask):
             )
         total = int(total)
         warmup = int(self.hparams.warmup_fraction * total)
+        head_only = self._head_only_steps()
+        backbone_warmup = int(self.hparams.warmup_fraction * (total - head_only))
         groups = [
             {
                 "name": "backbone",
@@ -233,10 +279,14 @@ class FineTuneClassifier(BaseTask):
             },
             {"name": "head", "params": list(self.head.parameters()), "lr": self.hparams.head_lr},
         ]
-        optimizer = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=self.hparams.weight_decay)
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, partial(warmup_cosine, warmup_steps=warmup, total_steps=total)
-        )
+        schedules = {
+            "backbone": partial(delayed_warmup_cosine, start=head_only, warmup_steps=backbone_warmup,
+                                total_steps=total - head_only),
+            "head": partial(warmup_cosine, warmup_steps=warmup, total_steps=total),
+        }  # fmt: skip
+        groups = [g for g in groups if g["params"]]
+        optimizer = torch.optim.AdamW(groups, weight_decay=self.hparams.weight_decay)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, [schedules[g["name"]] for g in groups])
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step", "frequency": 1}}
 
     @override

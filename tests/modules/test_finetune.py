@@ -245,3 +245,51 @@ def test_deepcopied_template_fits_and_copies_stay_independent(tmp_path, tiny_cli
     assert clone.ema["encoder"].clip_model is clone.encoder.clip_model is not model.encoder.clip_model
     clone.update_ema()
     assert not torch.equal(clone.ema["head"].weight, model.ema["head"].weight)
+
+
+def _bn_stats(encoder):
+    return {k: v.clone() for k, v in encoder.state_dict().items() if "running_" in k}
+
+
+def test_freeze_norm_keeps_the_pretrained_batch_norm_statistics(tmp_path):
+    encoder = TimmEncoder("test_resnet", image_size=32)
+    stats = _bn_stats(encoder)
+    assert stats  # the test needs batch norm
+    rec = Record()
+    model = FineTuneClassifier(encoder, backbone_lr=1e-3, freeze_norm=True)
+    with seeded(0):
+        trainer(tmp_path, 4, [rec]).fit(model, datamodule=Images())
+    assert all(torch.equal(v, stats[k]) for k, v in _bn_stats(encoder).items())
+    norms = [m for m in encoder.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert model.training and all(not m.training for m in norms)
+    assert not torch.equal(norms[0].weight, rec.states[0][next(k for k in rec.states[0] if k.endswith("bn1.weight"))])
+    # without it, the same training moves the statistics
+    encoder2 = TimmEncoder("test_resnet", image_size=32)
+    with seeded(0):
+        trainer(tmp_path, 4).fit(FineTuneClassifier(encoder2, backbone_lr=1e-3), datamodule=Images())
+    assert any(not torch.equal(v, stats[k]) for k, v in _bn_stats(encoder2).items())
+
+
+def test_head_only_steps_leave_the_encoder_untouched_then_fine_tune(tmp_path):
+    """LP-FT: 8 steps, head_only_fraction 0.5: the backbone's rate is 0 for 4 steps, then warms up."""
+    encoder = TimmEncoder("test_resnet", image_size=32)
+    rec = Record()
+    model = FineTuneClassifier(encoder, backbone_lr=1e-3, head_lr=1e-2, warmup_fraction=0.25, head_only_fraction=0.5)
+    with seeded(0):
+        trainer(tmp_path, 8, [rec]).fit(model, datamodule=Images())
+    enc_keys = [k for k in rec.states[0] if k.startswith("encoder.")]
+    head_keys = [k for k in rec.states[0] if k.startswith("head.")]
+    for step in range(1, 5):  # after each of the first 4 steps: encoder (and its BN statistics) as it started
+        assert all(torch.equal(rec.states[step][k], rec.states[0][k]) for k in enc_keys)
+        assert not torch.equal(rec.states[step][head_keys[0]], rec.states[step - 1][head_keys[0]])
+    assert any(not torch.equal(rec.states[8][k], rec.states[0][k]) for k in enc_keys)
+    # backbone: 0 for 4 steps, then warm-up of int(0.25 * 4) = 1 step and cosine over the other 3
+    backbone = [0.0] * 4 + [1.0] + [0.5 * (1 + math.cos(math.pi * s / 3)) for s in range(3)]
+    assert [lr for lr, _ in rec.lrs] == pytest.approx([1e-3 * f for f in backbone])
+    assert [lr for _, lr in rec.lrs] == pytest.approx([1e-2 * warmup_cosine(s, 2, 8) for s in range(8)])
+    assert all(rec.modes)  # back in train mode after every head-only step
+
+
+def test_head_only_fraction_must_be_below_one():
+    with pytest.raises(ConfigError, match="head_only_fraction"):
+        FineTuneClassifier(TimmEncoder("test_resnet", image_size=32), head_only_fraction=1.0)
