@@ -113,6 +113,10 @@ class LbenchCLI(LightningCLI):
         self._add_arguments(parser)
         if subcommand == "embed":  # the model is not used: do not make the user name one
             parser.set_defaults({"model": {"class_path": "lbench.modules.ProxyClassifier"}})
+            # a run config (`lbench embed -c default`) builds that run's cache: run's own settings are
+            # accepted and not used (they are not passed to embed)
+            parser.add_method_arguments(klass, "run", skip=set(self.subcommands()["run"]))
+            parser.set_defaults({"arms": []})
         return parser
 
     def before_run(self) -> None:

@@ -110,3 +110,19 @@ def test_embed_builds_then_reports_complete(tmp_path, capsys):
     assert rc == 0 and out.splitlines()[2] == "the cache was complete already"
     rc, out, _ = run_cli([*args, "--data.init_args.weak_views", "1", "--data.init_args.strong_views", "1"], capsys)
     assert rc == 0 and out.splitlines()[2].startswith("built in ")  # the plain view was there, the new views were not
+
+
+def test_embed_takes_a_run_config_and_builds_that_runs_cache(tmp_path, capsys):
+    """The README says `lbench embed -c default`: a run config's own settings are accepted and unused."""
+    cache = tmp_path / "cache"
+    rc, out, err = run_cli(["embed", "-c", "smoke", "--data.init_args.cache_dir", str(cache)], capsys)
+    assert rc == 0, err
+    assert out.splitlines()[0].startswith("digits-train: 1258 items") and not (tmp_path / "checkpoints").exists()
+    run = tmp_path / "run"
+    built = sorted(p.name for p in cache.iterdir())
+    rc, _, err = run_cli(["run", "-c", "smoke", "--data.init_args.cache_dir", str(cache), "--out_dir", str(run),
+                          "--rounds", "0", "--seeds", "[0]", "--report", "false"], capsys)  # fmt: skip
+    assert rc == 0, err
+    assert sorted(p.name for p in cache.iterdir()) == built  # run found the cache embed built: nothing new
+    rc, _, err = run_cli(["embed", "-c", "smoke", "--data.init_args.cache_dir", str(cache), "--bogus", "1"], capsys)
+    assert rc == 2 and "bogus" in err
