@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_write", "atomic_write_json", "atomic_write_text", "check_writable", "read_json"]
+__all__ = [
+    "atomic_write",
+    "atomic_write_json",
+    "atomic_write_text",
+    "check_writable",
+    "read_json",
+    "remove_stale_temps",
+]
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> None:
@@ -39,6 +47,28 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+_TEMP = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
+
+
+def remove_stale_temps(folder: str | os.PathLike[str], recursive: bool = True) -> int:
+    """Delete the temp files that atomic writes interrupted by a crash left in ``folder``; returns how many.
+
+    Only files named as :func:`atomic_write` names its temp files (``.NAME.<12 hex>.tmp``) are
+    removed. Call it while holding the folder's lock (:mod:`lbench.locks`): then no other writer
+    can be between its temp file and the rename.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        return 0
+    found = root.rglob(".*.tmp") if recursive else root.glob(".*.tmp")
+    removed = 0
+    for p in found:
+        if _TEMP.match(p.name) and p.is_file():
+            p.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def _create_temp(path: Path) -> tuple[int, Path]:

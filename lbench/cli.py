@@ -46,6 +46,7 @@ SUBCOMMANDS = {
     "predict": "predict class probabilities for the whole pool",
     "select": "score the unlabeled pool with a trained model and write the next batch to label (CSV)",
     "embed": "build or complete the embedding cache of a data set and encoder, and print where it is",
+    "label": "import the labels a person gave (CSV, JSON or a Label Studio export) into a pool file",
     "report": "tables and plots (learning curves, label savings, cost) from one or more run directories",
 }
 _DESCRIPTION = "lbench: label-efficient learning (active learning, selection-via-proxy) on pretrained vision models."
@@ -257,6 +258,10 @@ def main(args: list[str] | None = None) -> int:
         from lbench.report import main as report_main
 
         return report_main(argv[1:])
+    if argv[0] == "label":
+        from lbench.label.cli import main as label_main
+
+        return label_main(argv[1:])
     for pattern in _NOISE:
         warnings.filterwarnings("ignore", message=pattern)
     console.quiet_libraries()

@@ -26,7 +26,7 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.loggers import CSVLogger, Logger
 
 from lbench import console
-from lbench._io import atomic_write_json, atomic_write_text, read_json
+from lbench._io import atomic_write_json, atomic_write_text, read_json, remove_stale_temps
 from lbench.console import progress
 from lbench.data.pool_module import PoolDataModule
 from lbench.errors import BudgetError, ConfigError, check_positive_int
@@ -38,6 +38,7 @@ from lbench.point_eval import PointEvaluation
 from lbench.pool import LabelPool
 from lbench.report.ledger import read_json_lines, read_ledger_file, read_point_eval_file
 from lbench.run_identity import check_point_eval_resume, check_resume, config_identity, point_eval_identity
+from lbench.stopping import record_kappa, stop_predictions
 from lbench.strategies.base import QueryStrategy
 
 __all__ = [
@@ -259,6 +260,8 @@ def _run_experiment(
     oracle = oracle or datamodule.make_oracle()
     is_zero = rank_zero_only.rank == 0
     lock()
+    if is_zero:
+        remove_stale_temps(out)  # of atomic writes a crash interrupted (we hold the run directory's lock)
     if is_zero and not old_meta and meta_path.exists():
         raise LockedError(f"another lbench process started a run in {out} at the same time; {_LOCK_HINT}")
     if is_zero:
@@ -294,6 +297,7 @@ def _run_experiment(
                     rec = _run_round(
                         spec, arm, seed, rnd, model, datamodule, pool, oracle, arm_dir, trainer_kwargs, logger
                     )
+                    rec["stop_kappa"] = record_kappa(records, rec)  # vs the previous round's record (resume-exact)
                     rec["embed_seconds"] = 0.0  # one shared cost of the run, in run.json's description
                     records.append(rec)
                     if is_zero:
@@ -405,6 +409,8 @@ def _run_round(
     selecting = rnd < spec.rounds
     loop = ActiveLoop(arm, spec.budget if selecting else None, seed=round_seed, pool=pool)
     kwargs = phase_trainer_kwargs(trainer_kwargs, loop, arm_dir, f"round_{rnd:02d}", logger)
+    if getattr(datamodule, "shards_itself", False):  # one global batch sequence for any number of ranks
+        kwargs["use_distributed_sampler"] = False
     result = run_phase(model, datamodule, kwargs, loop)
     selected = loop.selected if selecting and loop.selected is not None else torch.empty(0, dtype=torch.long)
     record = {
@@ -423,6 +429,7 @@ def _run_round(
         "label_counts": pool.label_counts(),
         "query": repr(arm),
         "rounds_total": spec.rounds,
+        "stop_predictions": stop_predictions(loop.pool_predictions, seed),  # see lbench.stopping
     }
     if selecting:
         pool.add_labels(selected, oracle.query(selected), round=rnd + 1)

@@ -125,23 +125,34 @@ class ActiveLoop(Callback):
 
 
 def make_view(rows: dict[str, Tensor], pool: LabelPool) -> PoolView:
-    """Split gathered pool rows into the candidates and the labeled part.
+    """Split gathered pool rows into the candidates, the labeled part and the pending part.
 
-    Candidates are the unlabeled items not already requested from a person (``pool.pending``).
+    Candidates are the unlabeled items not already requested from a person (``pool.pending``) nor
+    answered ``skip``/``unsure`` (``pool.skipped``, left out of every part).
+    The pending items (unlabeled, requested) go to ``pending_*``, so diversity strategies can
+    count them as already chosen; with nothing pending those tensors are empty.
     """
     index = rows["index"].long()
     labels = pool.labels.to(index.device)[index]
     lab = labels >= 0
-    cand = ~lab
+    pend = torch.zeros_like(lab)
     if pool.pending:
-        cand &= ~torch.isin(index, torch.tensor(pool.pending, device=index.device))
+        pend = ~lab & torch.isin(index, torch.tensor(pool.pending, dtype=torch.long, device=index.device))
+    cand = ~lab & ~pend
+    skipped = getattr(pool, "skipped", None)
+    if skipped:  # answered "skip" or "unsure" by a person: never proposed again, not chosen either
+        cand &= ~torch.isin(index, torch.tensor(sorted(skipped), dtype=torch.long, device=index.device))
     emb = rows.get("embeddings")
+    probs = rows["probs"]
     return PoolView(
         index=index[cand],
-        probs=rows["probs"][cand].float(),
+        probs=probs[cand].float(),
         embeddings=None if emb is None else emb[cand].float(),
         labeled_index=index[lab],
         labeled_labels=labels[lab],
         labeled_embeddings=None if emb is None else emb[lab].float(),
-        labeled_probs=rows["probs"][lab].float(),
+        labeled_probs=probs[lab].float(),
+        pending_index=index[pend],
+        pending_embeddings=None if emb is None else emb[pend].float(),
+        pending_probs=probs[pend].float(),
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
@@ -16,9 +17,12 @@ from torch import Tensor
 from lbench._io import atomic_write_json, read_json
 from lbench.errors import BudgetError, DataError, check_positive_int
 
-__all__ = ["LabelPool"]
+__all__ = ["ANSWERS", "LabelPool"]
 
 _FORMAT = "lbench.LabelPool/1"
+
+#: Answers a person may give instead of a class: recorded, kept out of training, not proposed again.
+ANSWERS = ("skip", "unsure")
 
 
 class LabelPool:
@@ -43,6 +47,11 @@ class LabelPool:
         self.labels = torch.full((self.size,), -1, dtype=torch.long)
         self.order: list[tuple[int, int]] = []  # (round, index) in acquisition order
         self.pending: list[int] = []  # indices requested from a person, not yet labeled
+        # optional state written by ``lbench label`` (absent from pool files that never used it)
+        self.class_names: list[str] | None = None  # names of the classes 0 .. num_classes-1, if known
+        self.skipped: dict[int, str] = {}  # unlabeled index -> "skip" | "unsure" (a person's non-answer)
+        self.history: list[dict[str, Any]] = []  # one record per applied journal entry (who, when, what)
+        self.journal_seq = 0  # number of entries of labels.journal.jsonl already applied
 
     # -- queries ---------------------------------------------------------------------------
     @property
@@ -75,6 +84,15 @@ class LabelPool:
     def selected_in_round(self, round: int) -> list[int]:
         """Indices acquired in ``round``, in acquisition order."""
         return [i for r, i in self.order if r == round]
+
+    @property
+    def next_round(self) -> int:
+        """One more than the largest round in :attr:`order` (0 for an empty pool)."""
+        return max((r for r, _ in self.order), default=-1) + 1
+
+    def excluded_from_selection(self) -> list[int]:
+        """Sorted unlabeled indices a selection must not propose: pending, skipped or unsure."""
+        return sorted(set(self.pending) | set(self.skipped))
 
     # -- updates ---------------------------------------------------------------------------
     def check_budget(self, budget: int) -> None:
@@ -113,6 +131,42 @@ class LabelPool:
         self.order.extend((int(round), int(i)) for i in index.tolist())
         done = set(index.tolist())
         self.pending = [i for i in self.pending if i not in done]
+        for i in done & self.skipped.keys():  # a later answer replaces a skip
+            del self.skipped[i]
+
+    def mark_skipped(self, index: Iterable[int], answer: str) -> None:
+        """Record ``answer`` (``"skip"`` or ``"unsure"``) for unlabeled items; they stop being pending.
+
+        Raises:
+            ValueError: Unknown answer, index out of range or already labeled (nothing changed).
+        """
+        index = [int(i) for i in index]
+        if answer not in ANSWERS:
+            raise ValueError(f"answer must be one of {ANSWERS}, got {answer!r}")
+        bad = [i for i in index if not 0 <= i < self.size]
+        if bad:
+            raise ValueError(f"pool indices must lie in [0, {self.size}), got {bad[:5]}")
+        labeled = [i for i in index if int(self.labels[i]) >= 0]
+        if labeled:
+            raise ValueError(f"items already labeled: {labeled[:5]}")
+        self.skipped.update((i, answer) for i in index)
+        done = set(index)
+        self.pending = [i for i in self.pending if i not in done]
+
+    def set_class_names(self, names: Sequence[str]) -> None:
+        """Name the classes; ``len(names)`` may exceed :attr:`num_classes` (new classes are appended).
+
+        Raises:
+            ValueError: Fewer names than classes, repeated or empty names, or names that rename known classes.
+        """
+        names = [str(n) for n in names]
+        if len(names) < self.num_classes:
+            raise ValueError(f"{len(names)} class names for {self.num_classes} classes")
+        if len(set(names)) != len(names) or any(not n.strip() for n in names):
+            raise ValueError(f"class names must be distinct and not empty, got {names}")
+        if self.class_names is not None and names[: len(self.class_names)] != self.class_names:
+            raise ValueError(f"class names {names} do not extend the known ones {self.class_names}")
+        self.class_names, self.num_classes = names, len(names)
 
     # -- state -----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -124,6 +178,10 @@ class LabelPool:
             "order": [[r, i] for r, i in self.order],
             "labels": [int(self.labels[i]) for _, i in self.order],
             "pending": list(self.pending),
+            **({"classes": list(self.class_names)} if self.class_names is not None else {}),
+            **({"skipped": [[i, a] for i, a in sorted(self.skipped.items())]} if self.skipped else {}),
+            **({"history": [dict(h) for h in self.history]} if self.history else {}),
+            **({"journal_seq": self.journal_seq} if self.journal_seq else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -135,6 +193,11 @@ class LabelPool:
             order = [(int(r), int(i)) for r, i in state["order"]]
             labels = [int(y) for y in state["labels"]]
             pending = [int(i) for i in state.get("pending", [])]
+            classes = state.get("classes")
+            classes = None if classes is None else [str(c) for c in classes]
+            skipped = {int(i): str(a) for i, a in state.get("skipped", [])}
+            history = [dict(h) for h in state.get("history", [])]
+            journal_seq = int(state.get("journal_seq", 0))
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise DataError(f"invalid LabelPool state: {e}") from e
         if size != self.size or k != self.num_classes:
@@ -146,10 +209,21 @@ class LabelPool:
             for r in sorted({r for r, _ in order}):
                 pairs = [(i, y) for (rr, i), y in zip(order, labels, strict=True) if rr == r]
                 fresh.add_labels(torch.tensor([p[0] for p in pairs]), torch.tensor([p[1] for p in pairs]), r)
+            if classes is not None:
+                if len(classes) != k:
+                    raise ValueError(f"{len(classes)} class names for {k} classes")
+                fresh.set_class_names(classes)
+            for answer in ANSWERS:
+                fresh.mark_skipped([i for i, a in skipped.items() if a == answer], answer)
+            if set(skipped) != set(fresh.skipped):
+                raise ValueError(f"skipped answers must be {ANSWERS}")
+            if journal_seq < 0:
+                raise ValueError(f"journal_seq must be >= 0, got {journal_seq}")
         except ValueError as e:
             raise DataError(f"invalid LabelPool state: {e}") from e
         fresh.order = order  # keep the exact acquisition order
         self.labels, self.order, self.pending = fresh.labels, fresh.order, pending
+        self.class_names, self.skipped, self.history, self.journal_seq = classes, fresh.skipped, history, journal_seq
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the state as JSON atomically (temp file, fsync, rename)."""

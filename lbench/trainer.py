@@ -18,7 +18,7 @@ from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.callbacks.progress.progress_bar import ProgressBar
 from lightning.pytorch.cli import SaveConfigCallback
 
-from lbench._io import atomic_write, check_writable
+from lbench._io import atomic_write, check_writable, remove_stale_temps
 from lbench.console import LineProgressBar, is_terminal
 from lbench.data.embeddings import EmbeddingDataModule
 from lbench.data.pool_module import PoolDataModule
@@ -27,6 +27,7 @@ from lbench.experiment import ExperimentSpec, LoggerFactory, format_table, run_e
 from lbench.locks import locked_dir
 from lbench.loop import ActiveLoop
 from lbench.point_eval import PointEvaluation
+from lbench.stopping import select_stop_signal
 from lbench.strategies.base import QueryStrategy
 from lbench.strategies.uncertainty import margin_scores
 
@@ -89,8 +90,12 @@ class LbenchTrainer(L.Trainer):
         pool_dir = Path(datamodule.pool_file).parent
         if not pool_dir.is_dir():
             raise DataError(f"pool file {datamodule.pool_file} does not exist")
-        lock = locked_dir(pool_dir, f"pool file {datamodule.pool_file}", "wait for the other select to finish")
+        lock = locked_dir(pool_dir, f"pool file {datamodule.pool_file}", "wait for the other select or label to finish")
         with lock if self.is_global_zero else contextlib.nullcontext():
+            if self.is_global_zero:  # answers journaled by a `label` that crashed before it wrote pool.json
+                from lbench.label import sync_pool
+
+                sync_pool(datamodule.pool_file)
             self._select_locked(datamodule, query, budget, out_path, model, ckpt_path, seed)
 
     def _select_locked(
@@ -106,10 +111,12 @@ class LbenchTrainer(L.Trainer):
         datamodule.setup("predict")
         assert datamodule.pool is not None
         pool = datamodule.pool
-        if budget > pool.num_unlabeled - len(pool.pending):
+        excluded = pool.excluded_from_selection()  # pending, and answered skip/unsure
+        if budget > pool.num_unlabeled - len(excluded):
             raise BudgetError(
-                f"budget {budget} is larger than the {pool.num_unlabeled - len(pool.pending)} unlabeled items "
-                f"not yet requested ({len(pool.pending)} are pending in {datamodule.pool_file})"
+                f"budget {budget} is larger than the {pool.num_unlabeled - len(excluded)} unlabeled items "
+                f"not yet requested or skipped ({len(pool.pending)} are pending, {len(excluded) - len(pool.pending)} "
+                f"skipped in {datamodule.pool_file})"
             )
         pool.check_budget(budget)
         loop = ActiveLoop(query, budget, seed=seed)
@@ -126,10 +133,17 @@ class LbenchTrainer(L.Trainer):
         if not self.is_global_zero:
             return
         assert loop.selected is not None and loop.view is not None
+        pool_dir = Path(datamodule.pool_file).parent
+        remove_stale_temps(pool_dir, recursive=False)  # we hold the folder's lock
         _write_selection(out_path, loop, datamodule)
         pool.pending = sorted(set(pool.pending) | set(loop.selected.tolist()))
         pool.save(datamodule.pool_file)
         print(f"selected {len(loop.selected)} items with {query.name}: {out_path}")
+        assert loop.pool_predictions is not None
+        state = select_stop_signal(pool_dir, loop.pool_predictions, seed, num_labeled=pool.num_labeled)
+        print(state.line())
+        if state.note:
+            print(state.note)
 
     def embed(self, model: L.LightningModule, datamodule: L.LightningDataModule) -> None:
         """Build or complete the embedding cache of the data set (pool and test split) and say where it is.

@@ -51,3 +51,32 @@ def test_failed_write_leaves_old_file_and_no_temp(tmp_path):
         _io.atomic_write(path, boom)
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+def test_stale_temps_of_interrupted_writes_are_removed_and_nothing_else(tmp_path):
+    from lbench._io import remove_stale_temps
+
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    stale = [tmp_path / ".pool.json.0123456789ab.tmp", tmp_path / "a" / "b" / ".rounds.jsonl.abcdefabcdef.tmp"]
+    kept = [tmp_path / "notes.tmp", tmp_path / ".hidden", tmp_path / ".x.short.tmp", tmp_path / "pool.json"]
+    for p in stale + kept:
+        p.write_text("x")
+    assert remove_stale_temps(tmp_path, recursive=False) == 1
+    assert remove_stale_temps(tmp_path) == 1
+    assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)
+
+
+def test_resume_removes_the_temp_files_a_crash_left(smoke_run, tmp_path, capsys):
+    import shutil
+
+    from tests.conftest import CONFIGS, run_cli
+
+    out, cache = smoke_run
+    run = tmp_path / "run"
+    shutil.copytree(out, run)
+    stale = run / "margin" / "seed_0" / ".pool.json.00aa11bb22cc.tmp"
+    stale.write_text('{"half": ')  # an atomic write killed before its rename
+    rc, _, err = run_cli(["run", "-c", str(CONFIGS / "smoke.yaml"), "--out_dir", str(run),
+                          "--data.init_args.cache_dir", str(cache), "--report", "false"], capsys)  # fmt: skip
+    assert rc == 0, err
+    assert not stale.exists()

@@ -23,6 +23,25 @@ def test_make_view_splits_labeled_and_unlabeled():
     assert view.labeled_index.tolist() == [1, 4] and view.labeled_labels.tolist() == [1, 0]
     assert torch.equal(view.embeddings, rows["embeddings"][[0, 2, 3, 5]])
     assert torch.equal(view.labeled_probs, rows["probs"][[1, 4]])
+    assert view.pending_index.tolist() == [] and view.pending_embeddings.shape == (0, 3)  # nothing pending
+    assert view.pending_probs.shape == (0, 2)
+
+
+def test_make_view_puts_pending_items_in_the_pending_part():
+    """Items requested from a person but not labeled yet are neither candidates nor labeled: they are in flight."""
+    pool = LabelPool(8, 2)
+    pool.add_labels(torch.tensor([1, 4]), torch.tensor([1, 0]), round=0)
+    pool.pending = [2, 6]
+    order = torch.tensor([5, 2, 7, 0, 6, 1, 3, 4])  # rows as gathered, not sorted
+    rows = {"index": order, "probs": torch.rand(8, 2), "embeddings": torch.rand(8, 3).half()}
+    view = make_view(rows, pool)
+    assert view.index.tolist() == [5, 7, 0, 3]
+    assert view.labeled_index.tolist() == [1, 4]
+    assert view.pending_index.tolist() == [2, 6]
+    assert torch.equal(view.pending_embeddings, rows["embeddings"][[1, 4]].float())
+    assert torch.equal(view.pending_probs, rows["probs"][[1, 4]])
+    no_emb = make_view({"index": order, "probs": rows["probs"]}, pool)
+    assert no_emb.pending_embeddings is None and no_emb.pending_index.tolist() == [2, 6]
 
 
 def single_process_selection(tmp_path):
@@ -66,3 +85,16 @@ def test_ddp_two_ranks_gather_uneven_shards_and_agree(tmp_path):
     assert r0["selected"] == r1["selected"] and len(r0["selected"]) == 6
     expected = single_process_selection(tmp_path / "single")
     assert r0["selected"] == expected
+
+
+def test_make_view_leaves_out_items_a_person_skipped():
+    from lbench.loop import make_view
+
+    pool = LabelPool(6, 2)
+    pool.add_labels(torch.tensor([0]), torch.tensor([1]), round=0)
+    pool.pending = [1]
+    pool.mark_skipped([2], "skip")
+    pool.mark_skipped([3], "unsure")
+    rows = {"index": torch.arange(6), "probs": torch.full((6, 2), 0.5), "embeddings": torch.zeros(6, 3)}
+    view = make_view(rows, pool)
+    assert view.index.tolist() == [4, 5] and view.labeled_index.tolist() == [0] and view.pending_index.tolist() == [1]

@@ -9,7 +9,7 @@ so strategies can see both) without labels.
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from lightning.pytorch.utilities import CombinedLoader
@@ -60,6 +60,12 @@ class EmbeddingDataModule(PoolDataModule):
             view per epoch, as FlexMatch does), ``plain`` (the view the test split is embedded
             with) or ``plain+weak`` (the plain view and the weak views in turn).
     """
+
+    shards_itself: ClassVar[bool] = True
+    """Under DDP with ``use_distributed_sampler=False`` (as ``lbench run`` sets it), each rank trains on
+    its part of the one-process global batches (:class:`~lbench.data.sampling.GlobalBatchSampler`), so
+    2 ranks train as 1 process does; with Lightning's samplers (``fit`` by default) each rank gets a
+    Lightning shard and the loader's batch size."""
 
     def __init__(
         self,
@@ -147,7 +153,11 @@ class EmbeddingDataModule(PoolDataModule):
         idx, labels = self._train_labeled()
         rows = self._rows(idx, labels, length=self.samples_per_epoch, train=True)
         batch = min(self.batch_size, len(rows))
-        labeled = DataLoader(rows, batch_size=batch, shuffle=True, drop_last=False, collate_fn=collate_batch)
+        sharded = self._global_batches(len(rows), batch)
+        if sharded is not None:
+            labeled = DataLoader(rows, batch_sampler=sharded, collate_fn=collate_batch)
+        else:
+            labeled = DataLoader(rows, batch_size=batch, shuffle=True, drop_last=False, collate_fn=collate_batch)
         return self._with_unlabeled(labeled, batch, self._unlabeled_loader)
 
     def _unlabeled_loader(self, size: int, num_batches: int) -> DataLoader:
@@ -163,6 +173,9 @@ class EmbeddingDataModule(PoolDataModule):
         rows = UnlabeledPairs(weak, strong, views=[store.view(v) for v in range(store.num_views)],
                               index=torch.arange(self.pool_size), mean=mean, std=std, seed=self.views.seed,
                               epoch=self._epoch)  # fmt: skip
+        sharded = self._global_batches(len(rows), size, num_samples=size * num_batches, drop_last=True)
+        if sharded is not None:
+            return DataLoader(rows, batch_sampler=sharded, collate_fn=collate_batch)
         sampler = RandomSampler(rows, replacement=False, num_samples=size * num_batches)
         return DataLoader(rows, batch_size=size, sampler=sampler, drop_last=True, collate_fn=collate_batch)
 
@@ -188,4 +201,4 @@ class EmbeddingDataModule(PoolDataModule):
     def predict_dataloader(self) -> DataLoader:
         """The whole pool (plain view, no labels), in index order."""
         rows = self._rows(torch.arange(self.pool_size))
-        return DataLoader(rows, batch_size=self.batch_size * 4, shuffle=False, collate_fn=collate_batch)
+        return self._eval_loader(rows, self.batch_size * 4, collate_fn=collate_batch)

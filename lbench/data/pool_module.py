@@ -28,6 +28,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from lbench.data.base import ImageSplit, PoolDataset
+from lbench.data.sampling import GlobalBatchSampler
 from lbench.errors import ConfigError, DataError
 from lbench.oracle import SimulatedOracle
 from lbench.pool import LabelPool
@@ -185,6 +186,22 @@ class PoolDataModule(L.LightningDataModule):
         if ssl is None:
             return labeled
         return CombinedLoader({"lb": labeled, "ulb": unlabeled(batch * ssl.uratio, len(labeled))}, mode="min_size")
+
+    def _global_batches(
+        self, length: int, batch_size: int, num_samples: int | None = None, drop_last: bool = False
+    ) -> GlobalBatchSampler | None:
+        """This rank's parts of the one-process global batches, under DDP without Lightning's samplers.
+
+        That is ``use_distributed_sampler=False``, as ``run`` sets it for a module with
+        ``shards_itself``. None otherwise (one process: a plain shuffled loader gives the same
+        batches; or Lightning shards).
+        """
+        trainer = self.trainer
+        if trainer is None or trainer.world_size <= 1:
+            return None
+        if getattr(trainer._accelerator_connector, "use_distributed_sampler", True):
+            return None
+        return GlobalBatchSampler(length, batch_size, num_samples, drop_last, trainer.global_rank, trainer.world_size)
 
     def _eval_loader(self, rows: Dataset, batch_size: int, **loader: Any) -> DataLoader:
         """An in-order loader; under DDP every item is evaluated exactly once.

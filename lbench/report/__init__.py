@@ -28,6 +28,11 @@ the ledger). Prints what the report describes and the summary table, and writes 
   "Point evaluation" table (proxy vs fine-tuned test accuracy, the gain, pool and balanced
   accuracy) and ``point_eval.csv``, one line per arm in the printed summary;
   ``coverage.csv``: per-class label counts of the final labeled set (index and name).
+- ``stop_signal.png`` / ``stop_signal.csv`` and a "Stop signal" table (runs whose records have
+  ``stop_kappa``): Cohen's κ between successive rounds' models on a fixed stop set vs labels, the
+  rule "κ ≥ 0.99 for 3 rounds in a row" (a suggestion, never enforced), the round and labels where
+  it fires per arm and seed and the test accuracy then vs the final one; one line per arm in the
+  printed summary (see :mod:`lbench.report.stop_signal`).
 - ``cost.md`` / ``cost.csv``: seconds per phase (training, testing, scoring, selection) per round
   and arm, totals, labels, and accuracy gained per label (own and over the baseline); embedding is
   a one-off cost shared by all arms, shown once on its own line (the ``(shared)`` row of the CSV)
@@ -40,7 +45,8 @@ The definitions (comparison grid, AUBC, savings, verdict rules, shared embedding
 Modules: ``ledger`` (read and validate ledgers), ``runinfo`` (the runs' descriptions), ``stats``
 (intervals, AUBC, crossings), ``analysis`` (the numbers), ``verdict`` (one verdict per arm),
 ``tables`` (Markdown/HTML with legends), ``csvs`` (CSV), ``point_eval`` (the point evaluation's
-numbers, table and CSV), ``plots`` (PNG), ``html`` (the page), ``writer`` (:func:`write_report`),
+numbers, table and CSV), ``stop_signal`` (the stop rule per arm and seed, its table and CSV),
+``plots`` (PNG), ``html`` (the page), ``writer`` (:func:`write_report`),
 ``cli`` (:func:`main`).
 """
 

@@ -7,8 +7,10 @@ validated when present: ``test_balanced_acc`` and ``test_macro_f1`` (fractions),
 paper's pool accuracy, a fraction; null, like absent, for a person's oracle), the phase times
 ``embed_seconds``, ``train_seconds``, ``test_seconds``, ``score_seconds``, ``select_seconds``
 (seconds >= 0, default 0), ``label_counts`` (per-class counts of the labeled set the round's model
-was trained on) and ``selected`` (the indices the round chose). Unknown keys are ignored. A
-problem raises :class:`~lbench.errors.ReportError` naming the file and line.
+was trained on), ``selected`` (the indices the round chose) and ``stop_kappa`` (Cohen's κ between
+the predictions of the round's model and the previous round's on the run's stop set, a number in
+[-1, 1]; null in round 0; see :mod:`lbench.stopping`). Unknown keys (``stop_predictions``
+included) are ignored. A problem raises :class:`~lbench.errors.ReportError` naming the file and line.
 
 A run is *partial* when some round r <= R of an expected (arm, seed) has no line. Expected
 (arm, seed) pairs are those in the file, plus the arms and seeds of ``run.json`` when the run
@@ -72,6 +74,7 @@ class RoundRecord:
         label_counts: Per-class label counts of the round's training set, or None.
         num_selected: Number of items the round selected.
         source: ``file:line`` the record came from.
+        stop_kappa: κ against the previous round's model on the stop set, or None (round 0, old ledgers).
     """
 
     arm: str
@@ -84,6 +87,7 @@ class RoundRecord:
     label_counts: tuple[int, ...] | None
     num_selected: int
     source: str
+    stop_kappa: float | None = None
 
 
 @dataclass(frozen=True)
@@ -213,6 +217,9 @@ def _parse_line(obj: Any, where: str) -> RoundRecord:
     selected = obj.get("selected", [])
     if not isinstance(selected, list):
         raise ReportError(f"{where}: 'selected' must be a list of pool indices, got {selected!r}")
+    kappa = obj.get("stop_kappa")
+    if kappa is not None and (not _is_number(kappa) or not -1.0 <= kappa <= 1.0):
+        raise ReportError(f"{where}: 'stop_kappa' must be a number in [-1, 1] or null, got {kappa!r}")
     return RoundRecord(
         arm=obj["arm"],
         seed=obj["seed"],
@@ -224,6 +231,7 @@ def _parse_line(obj: Any, where: str) -> RoundRecord:
         label_counts=tuple(counts) if counts is not None else None,
         num_selected=len(selected),
         source=where,
+        stop_kappa=float(kappa) if kappa is not None else None,
     )
 
 

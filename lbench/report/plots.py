@@ -5,8 +5,11 @@ over seeds of the raw per-round values (never a best-so-far maximum), with a 95%
 least two seeds finished that budget; with a point evaluation, the test-accuracy panel marks each
 arm's fine-tuned test accuracy (mean, 95% t bar) at its final labels with a star of the arm's
 colour. ``vs_baseline.png``: the paired difference of test accuracy to the baseline arm
-(percentage points), same conventions, with the zero line. Titles name the data set and encoder
-when the runs' ``run.json`` describes them.
+(percentage points), same conventions, with the zero line. ``stop_signal.png`` (ledgers with
+``stop_kappa``): κ between successive rounds' models vs number of labels, per arm (thin lines: seeds;
+thick: mean over the seeds that have a κ there), the rule's threshold as a dashed line and a triangle
+where the rule fires in a seed. Titles name the data set and encoder when the runs' ``run.json``
+describes them.
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ from matplotlib.figure import Figure
 from lbench.report.analysis import Analysis
 from lbench.report.point_eval import PointSummary
 from lbench.report.stats import Interval
+from lbench.report.stop_signal import RULE, SeedStop
 from lbench.report.tables import METRIC_NAMES
 
-__all__ = ["plot_curves", "plot_vs_baseline"]
+__all__ = ["plot_curves", "plot_stop_signal", "plot_vs_baseline"]
 
 _STYLE = {"text.usetex": False, "font.size": 9, "axes.grid": True, "grid.alpha": 0.3}
 
@@ -120,4 +124,43 @@ def plot_vs_baseline(a: Analysis) -> bytes | None:
         ax.set_ylabel(f"test accuracy minus {a.baseline} (pp)")
         ax.legend(fontsize=8)
         ax.set_title(_titled(a, f"paired difference to {a.baseline} over common seeds, 95% band"), fontsize=9)
+        return _png(fig)
+
+
+def plot_stop_signal(a: Analysis, stops: list[SeedStop]) -> bytes:
+    """κ between successive rounds' models vs number of labels per arm, with the rule's threshold; PNG bytes."""
+    colors = _colors(a)
+    with matplotlib.rc_context(_STYLE):
+        fig = Figure(figsize=(5.5, 3.6))
+        fig.subplots_adjust(left=0.13, right=0.97, bottom=0.13, top=0.86)
+        ax = fig.subplots()
+        threshold = stops[0].state.threshold if stops else 0.99
+        ax.axhline(threshold, color="grey", linestyle="--", linewidth=1.0, label=f"κ = {threshold:g} (the rule's)")
+        fired_any = False
+        for arm in dict.fromkeys(s.arm for s in stops):
+            seeds = [s for s in stops if s.arm == arm]
+            per_x: dict[int, list[float]] = {}
+            for s in seeds:
+                pts = [(r.num_labeled, r.stop_kappa) for r in s.records if r.stop_kappa is not None]
+                for x, k in pts:
+                    per_x.setdefault(x, []).append(k)
+                if len(seeds) > 1 and pts:
+                    ax.plot(*zip(*pts, strict=True), "-", color=colors[arm], alpha=0.3, linewidth=0.8)
+                if (f := s.fired) is not None and f.stop_kappa is not None:
+                    ax.plot([f.num_labeled], [f.stop_kappa], "v", color=colors[arm], markeredgecolor="black",
+                            markeredgewidth=0.5, markersize=8)  # fmt: skip
+                    fired_any = True
+            if per_x:
+                xs = sorted(per_x)
+                label = f"{arm} ({len(seeds)} seed{'s' if len(seeds) > 1 else ''})"
+                ax.plot(xs, [float(np.mean(per_x[x])) for x in xs], "--" if arm == a.baseline else "-", marker="o",
+                        markersize=3, color=colors[arm], linewidth=1.6, label=label)  # fmt: skip
+        if fired_any:
+            ax.plot([], [], "v", color="grey", markeredgecolor="black", markersize=8, label="rule fires (a seed)")
+        lo, _ = ax.get_ylim()
+        ax.set_ylim(lo, 1.0 + 0.05 * (1.0 - lo))
+        ax.set_xlabel("number of labels")
+        ax.set_ylabel("κ vs the previous round's model")
+        ax.legend(loc="lower right", fontsize=8)
+        ax.set_title(_titled(a, "stop signal") + f"\nrule: {RULE} (a suggestion, not enforced)", fontsize=9)
         return _png(fig)

@@ -14,8 +14,9 @@ from lbench.report import tables as T
 from lbench.report.analysis import Analysis, analyze
 from lbench.report.html import html_page
 from lbench.report.ledger import load_ledger
-from lbench.report.plots import plot_curves, plot_vs_baseline
+from lbench.report.plots import plot_curves, plot_stop_signal, plot_vs_baseline
 from lbench.report.point_eval import PointSummary, point_console_lines, point_csv, point_summaries, point_table
+from lbench.report.stop_signal import SeedStop, stop_console_lines, stop_csv, stop_seeds, stop_table
 
 __all__ = ["ReportResult", "about_lines", "status_lines", "write_report"]
 
@@ -34,6 +35,7 @@ class ReportResult:
         analysis: The numbers behind the report (curves, summaries, costs).
         text: The summary printed to the terminal.
         points: The point evaluation per arm (empty when no run has a ``point_eval.jsonl``).
+        stops: The stop signal per arm and seed (empty when no record has ``stop_kappa``).
     """
 
     out_dir: Path
@@ -41,6 +43,7 @@ class ReportResult:
     analysis: Analysis
     text: str = ""
     points: list[PointSummary] = field(default_factory=list)
+    stops: list[SeedStop] = field(default_factory=list)
 
     @property
     def partial(self) -> bool:
@@ -88,7 +91,9 @@ def console_text(
 ) -> str:
     """The short summary printed at the end of a run: what, whether complete, the key columns, where the rest is.
 
-    ``points`` are the point evaluation's lines (:func:`~lbench.report.point_eval.point_console_lines`).
+    ``points`` are extra lines printed after the table: the point evaluation's
+    (:func:`~lbench.report.point_eval.point_console_lines`) and the stop signal's
+    (:func:`~lbench.report.stop_signal.stop_console_lines`).
     """
     what = " ".join(line for line in about if not line.startswith(("Arms:", "Run dirs:")))
     done = next((line for line in status if line.startswith("Status:")), "")
@@ -149,7 +154,9 @@ def write_report(
     Writes into ``out`` (default ``<first run dir>/report/``): ``summary.md``, ``summary.csv``,
     ``curves.csv``, ``coverage.csv``, ``cost.md``, ``cost.csv``, ``curves.png``,
     ``vs_baseline.png`` (when the baseline arm exists), ``point_eval.csv`` (when a run has a
-    ``point_eval.jsonl``: its table is also in ``summary.md``) and ``report.html`` (one
+    ``point_eval.jsonl``: its table is also in ``summary.md``), ``stop_signal.png`` and
+    ``stop_signal.csv`` (when the records have ``stop_kappa``: its table is also in ``summary.md``;
+    see :mod:`lbench.report.stop_signal`) and ``report.html`` (one
     self-contained page); each starts with what the report describes (from the runs'
     ``run.json`` when present).
     Nothing is written when a ledger is invalid.
@@ -178,15 +185,21 @@ def write_report(
     cost_total, cost_round = T.cost_total_table(a), T.cost_round_table(a)
     points = point_summaries(a)
     point = [point_table(points)] if points else []
+    stops = stop_seeds(a)
+    stop = [stop_table(stops)] if stops else []
     images = {"curves.png": plot_curves(a, points)}
     vs = plot_vs_baseline(a)
     if vs is not None:
         images["vs_baseline.png"] = vs
+    if stops:
+        images["stop_signal.png"] = plot_stop_signal(a, stops)
     head = f"# {TITLE}\n\n## {ABOUT}\n\n" + "".join(f"- {line}\n" for line in about)
     head += f"\n## {STATUS}\n\n" + "".join(f"- {line}\n" for line in lines) + "\n"
     figs = "".join(f"![{name}]({name})\n\n" for name in images)
     texts = {
-        "summary.md": head + figs + "\n".join(t.markdown() for t in [summary, *point, coverage, *budgets, cost_total]),
+        "summary.md": head
+        + figs
+        + "\n".join(t.markdown() for t in [summary, *point, *stop, coverage, *budgets, cost_total]),
         "cost.md": "# Cost ledger\n\n" + cost_total.markdown() + "\n" + cost_round.markdown(),
         "summary.csv": csvs.summary_csv(a),
         "curves.csv": csvs.curves_csv(a),
@@ -195,8 +208,10 @@ def write_report(
     }
     if points:
         texts["point_eval.csv"] = point_csv(points)
+    if stops:
+        texts["stop_signal.csv"] = stop_csv(stops)
     if html:
-        tables = [summary, *point, coverage, *budgets, cost_total, cost_round]
+        tables = [summary, *point, *stop, coverage, *budgets, cost_total, cost_round]
         texts["report.html"] = html_page(TITLE, {ABOUT: about, STATUS: lines}, images, tables)
     files: dict[str, Path] = {}
     try:
@@ -208,7 +223,7 @@ def write_report(
             files[name] = out_dir / name
     except OSError as e:
         raise ReportError(f"cannot write the report to {out_dir}: {e.strerror or e}; choose another --out") from e
-    text = console_text(a, about, lines, summary, out_dir, point_console_lines(points))
+    text = console_text(a, about, lines, summary, out_dir, [*point_console_lines(points), *stop_console_lines(stops)])
     if echo:
         print(text, end="")
-    return ReportResult(out_dir=out_dir, files=files, analysis=a, text=text, points=points)
+    return ReportResult(out_dir=out_dir, files=files, analysis=a, text=text, points=points, stops=stops)

@@ -13,11 +13,19 @@ centers chosen so far. The first center is the candidate with the largest gradie
 center is drawn with probability proportional to that running minimum. A chosen point has weight 0,
 so it is never drawn again, and the origin is never treated as a center.
 
+Pending items (requested from a person, not yet labeled) are centers chosen already: when there
+are any, the running minimum starts from the squared distance of every candidate to its nearest
+pending item (``min_p ||g_j - g_p||²``, computed block by block as ``[rows, pending]`` matrix
+products of the same factors), and every pick, the first included, is a D² draw from it. So a
+second selection before their labels come back continues the seeding instead of restarting it.
+
 Memory, on top of the inputs: ``q`` (``n * K`` values in the storage dtype), a copy of the
 embeddings only when they are not already contiguous in the storage dtype (``n * d`` values), a
 handful of length-``n`` vectors (about ``21 n`` bytes) and temporaries of at most
-``2 * chunk_size * K + 4096 * d`` float32 values plus ``13 * chunk_size`` bytes. Nothing of size
-``n * K * d`` (or ``n * d`` in float32, for low-precision storage) is ever allocated.
+``2 * chunk_size * K + 4096 * d`` float32 values plus ``13 * chunk_size`` bytes. With pending
+items, also their factors (``n_p * (K + d)`` values) and blocks of at most ``5 * 2**20`` values
+(``4096 x 256`` candidate-pending pairs) for the distances to them. Nothing of size ``n * K * d``
+(or ``n * d`` in float32, for low-precision storage) is ever allocated.
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ _STORAGE_DTYPES: dict[str, torch.dtype] = {
     "bfloat16": torch.bfloat16,
 }
 _DEFAULT_CHUNK = 65536
+_ROW_BLOCK, _CENTER_BLOCK = 4096, 256  # candidates x pending centers per block of distances
 _REL_TOL_EPS = 8.0  # squared distances below this many eps of the norms count as 0
 
 
@@ -134,6 +143,38 @@ def _sq_dist_to_row(
     return out
 
 
+def _min_sq_dist_to_rows(
+    q: Tensor,
+    h: Tensor,
+    sq_norm: Tensor,
+    centers: tuple[Tensor, Tensor, Tensor],
+    out: Tensor,
+    chunks: list[tuple[int, int]],
+) -> Tensor:
+    """Write ``min_c ||g_j - g_c||²`` over the ``centers`` (their ``(q, h, sq_norm)``) into ``out``.
+
+    The same formula and rounding rule as :func:`_sq_dist_to_row`, for many centers at once, in
+    blocks of at most ``_ROW_BLOCK x _CENTER_BLOCK`` candidate-center pairs (two matrix products each).
+    """
+    qc, hc, gc = centers
+    cd = out.dtype
+    tol = _REL_TOL_EPS * torch.finfo(q.dtype).eps
+    out.fill_(torch.inf)
+    for s, e in chunks:
+        for r in range(s, e, _ROW_BLOCK):
+            rows = slice(r, min(e, r + _ROW_BLOCK))
+            best = out[rows]
+            for c in range(0, qc.shape[0], _CENTER_BLOCK):
+                cols = slice(c, c + _CENTER_BLOCK)
+                a = (q[rows] @ qc[cols].T).to(cd)
+                b = (h[rows] @ hc[cols].T).to(cd)
+                base = sq_norm[rows].unsqueeze(1) + gc[cols].unsqueeze(0)
+                d = torch.addcmul(base, a, b, value=-2.0)
+                d.masked_fill_(d <= base.mul_(tol), 0.0)
+                torch.minimum(best, d.amin(dim=1), out=best)
+    return out
+
+
 def badge_sq_dist_to(
     probs: Tensor,
     embeddings: Tensor,
@@ -173,6 +214,8 @@ def badge_kmeanspp(
     generator: torch.Generator | None = None,
     chunk_size: int | None = None,
     storage_dtype: torch.dtype | None = None,
+    pending_probs: Tensor | None = None,
+    pending_embeddings: Tensor | None = None,
 ) -> Tensor:
     """k-means++ seeding over the implicit gradient embeddings (the BADGE selection).
 
@@ -190,13 +233,18 @@ def badge_kmeanspp(
             float16/bfloat16 halve the memory and bandwidth, but squared distances below about 1%
             (float16) or 6% (bfloat16) of ``||g_i||² + ||g_c||²`` then read as 0; float64 for exact
             reference runs).
+        pending_probs: ``[n_p, K]`` probabilities of the pending items (requested, not yet
+            labeled), or ``None``/empty: with them, the seeding starts from their gradient
+            embeddings as centers already chosen, and the first pick is a D² draw too.
+        pending_embeddings: ``[n_p, d]`` their embeddings (needed with ``pending_probs``).
 
     Returns:
         ``[budget]`` int64 distinct row positions, in the order they were chosen, on the device of
         ``probs``.
 
     Raises:
-        ValueError: ``budget`` is out of range or the inputs are not finite.
+        ValueError: ``budget`` is out of range, the inputs are not finite, or ``pending_probs``
+            come without ``pending_embeddings``.
 
     Warns:
         UserWarning: All candidates left are at distance 0 from the chosen centers (duplicates);
@@ -213,13 +261,22 @@ def badge_kmeanspp(
     if not bool(torch.isfinite(sq_norm).all()):  # a NaN or inf in probs or embeddings propagates here
         raise ValueError("probs and embeddings must be finite, with squared norms that fit in float32")
 
-    first = int(torch.argmax(sq_norm).item())
-    picks = [first]
-    min_sq = _sq_dist_to_row(q, h, sq_norm, first, torch.empty_like(sq_norm), chunks)
-    dist = torch.empty_like(sq_norm)
     chosen = torch.zeros(n, dtype=torch.bool, device=dev)
-    chosen[first] = True
-    min_sq[first] = 0.0
+    if pending_probs is not None and pending_probs.shape[0] > 0:
+        if pending_embeddings is None:
+            raise ValueError("pending_probs need pending_embeddings")
+        centers = gradient_factors(pending_probs.to(dev), pending_embeddings.to(dev), chunk_size, storage_dtype)
+        if not bool(torch.isfinite(centers[2]).all()):
+            raise ValueError("pending probs and embeddings must be finite, with squared norms that fit in float32")
+        picks: list[int] = []
+        min_sq = _min_sq_dist_to_rows(q, h, sq_norm, centers, torch.empty_like(sq_norm), chunks)
+    else:
+        first = int(torch.argmax(sq_norm).item())
+        picks = [first]
+        min_sq = _sq_dist_to_row(q, h, sq_norm, first, torch.empty_like(sq_norm), chunks)
+        chosen[first] = True
+        min_sq[first] = 0.0
+    dist = torch.empty_like(sq_norm)
     cum = torch.empty(n, dtype=torch.float64, device=dev)
     while len(picks) < budget:
         idx = d2_sample(min_sq, generator, cum)
@@ -242,6 +299,9 @@ def badge_kmeanspp(
 class Badge(QueryStrategy):
     """BADGE (Ash et al., 2020): diverse, uncertain batches by k-means++ on gradient embeddings.
 
+    Pending items (requested, not yet labeled) are centers chosen already: the seeding continues
+    from their gradient embeddings.
+
     Args:
         chunk_size: Rows processed at a time; bounds temporary memory (see the module docstring).
         storage_dtype: dtype of the stored gradient factors: ``"float32"`` (default), or
@@ -259,6 +319,7 @@ class Badge(QueryStrategy):
 
     def _select(self, view: PoolView, budget: int, generator: torch.Generator) -> Tensor:
         assert view.embeddings is not None  # checked by select()
+        pending = self._pending_rows(view, "probs", "embeddings")
         return badge_kmeanspp(
             view.probs,
             view.embeddings,
@@ -266,4 +327,6 @@ class Badge(QueryStrategy):
             generator,
             chunk_size=self.chunk_size,
             storage_dtype=_STORAGE_DTYPES[self.storage_dtype],
+            pending_probs=None if pending is None else pending[0],
+            pending_embeddings=None if pending is None else pending[1],
         )

@@ -6,6 +6,11 @@ where ``F_x`` is the Fisher information of the last (linear, softmax) layer at `
 ``ceil(oversample * budget)`` items, then backward removal of the least useful ones down to
 ``budget``; every step is a rank-K Woodbury update.
 
+Pending items (requested from a person, not yet labeled) count as labeled: their Fisher terms are
+in the information matrix ``sum_{x in L} F_x`` the batch starts from (and, as pool items, in the PCA
+and ``F_pool``), so a second selection before their labels come back does not ask for the same
+information again.
+
 Fisher. With ``h`` the embedding (reduced to ``pca_dim`` dims by PCA, as LabelBench does: centre
 on the pool mean, project on the top principal axes) and ``p`` the predicted probabilities,
 ``F_x = sum_k p_k g_k g_k^T = (diag(p) - p p^T) kron h h^T`` with ``g_k = (e_k - p) kron h``.
@@ -144,6 +149,8 @@ def bait_select(
     oversample: float = 2.0,
     chunk_size: int = 1024,
     dtype: torch.dtype = torch.float64,
+    pending_probs: Tensor | None = None,
+    pending_embeddings: Tensor | None = None,
 ) -> Tensor:
     """BAIT forward-backward selection (see the module docstring).
 
@@ -159,6 +166,10 @@ def bait_select(
         oversample: Forward selection picks ``ceil(oversample * budget)`` (at most ``n_u``).
         chunk_size: Rows per chunk when building the Fisher matrices.
         dtype: Working precision.
+        pending_probs: ``[n_p, K]`` probabilities of the pending items (requested, not yet
+            labeled), or ``None``; with ``pending_embeddings`` they count exactly as labeled items
+            (after them).
+        pending_embeddings: ``[n_p, d]`` their embeddings, or ``None``.
 
     Returns:
         ``[budget]`` distinct int64 positions into ``probs``.
@@ -172,6 +183,11 @@ def bait_select(
         return order[:budget]
     if labeled_probs is None or labeled_embeddings is None:
         labeled_probs, labeled_embeddings = probs[:0], embeddings[:0]
+    if pending_probs is not None and pending_embeddings is not None and pending_probs.shape[0] > 0:
+        labeled_probs = torch.cat([t.to(device=device, dtype=probs.dtype) for t in (labeled_probs, pending_probs)])
+        labeled_embeddings = torch.cat(
+            [t.to(device=device, dtype=embeddings.dtype) for t in (labeled_embeddings, pending_embeddings)]
+        )
     n_l = labeled_probs.shape[0]
     p = torch.cat([labeled_probs.to(device), probs]).to(dtype).clamp_min(0)
     p = p / p.sum(dim=1, keepdim=True).clamp_min(torch.finfo(dtype).tiny)
@@ -209,6 +225,9 @@ def bait_select(
 class Bait(QueryStrategy):
     """BAIT: greedy forward-backward Fisher-trace minimisation on PCA-reduced last-layer Fisher.
 
+    Pending items (requested, not yet labeled) count as labeled: their Fisher terms are in the
+    starting information matrix.
+
     Args:
         pca_dim: Embedding dimension after PCA; ``None`` uses the embeddings as they are.
         lamb: Ridge added to the information matrix.
@@ -238,6 +257,7 @@ class Bait(QueryStrategy):
         has_labeled = view.labeled_index is not None and view.labeled_index.numel() > 0
         if has_labeled and (view.labeled_probs is None or view.labeled_embeddings is None):
             raise ConfigError(f"query strategy {self.name!r} needs probabilities and embeddings of the labeled items")
+        pending = self._pending_rows(view, "probs", "embeddings")
         return bait_select(
             view.probs,
             view.embeddings,
@@ -249,4 +269,6 @@ class Bait(QueryStrategy):
             lamb=self.lamb,
             oversample=self.oversample,
             chunk_size=self.chunk_size,
+            pending_probs=None if pending is None else pending[0],
+            pending_embeddings=None if pending is None else pending[1],
         )

@@ -2,7 +2,8 @@
 
 A strategy is a pure function of tensors. It sees the model's view of the unlabeled pool
 (probabilities, optionally embeddings) and, where it needs them, the labeled items and the
-labels the pool already holds. It never sees an oracle.
+labels the pool already holds, and the items requested from a person but not yet labeled
+(pending: diversity strategies count them as already chosen). It never sees an oracle.
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ class PoolView:
         labeled_labels: ``[n_l]`` int64 labels the pool holds for them.
         labeled_embeddings: ``[n_l, d]`` their embeddings.
         labeled_probs: ``[n_l, K]`` the model's probabilities on them.
+        pending_index: ``[n_p]`` global pool indices of the items already requested from a person
+            but not yet labeled (``LabelPool.pending``): in flight, so neither candidates nor labeled.
+            Diversity strategies (BADGE, Coreset, TypiClust, BAIT) treat them as already chosen;
+            the others ignore them. None or empty: nothing is pending.
+        pending_embeddings: ``[n_p, d]`` their embeddings.
+        pending_probs: ``[n_p, K]`` the model's probabilities on them.
     """
 
     index: Tensor
@@ -41,6 +48,9 @@ class PoolView:
     labeled_labels: Tensor | None = None
     labeled_embeddings: Tensor | None = None
     labeled_probs: Tensor | None = None
+    pending_index: Tensor | None = None
+    pending_embeddings: Tensor | None = None
+    pending_probs: Tensor | None = None
 
     def __post_init__(self) -> None:
         n = self.index.shape[0]
@@ -56,6 +66,23 @@ class PoolView:
                 t = getattr(self, name)
                 if t is not None and t.shape[0] != m:
                     raise ValueError(f"PoolView.{name} must have {m} rows, got {t.shape[0]}")
+        if self.pending_index is not None:
+            if self.pending_index.dim() != 1:
+                raise ValueError(f"PoolView.pending_index must be 1-D, got shape {tuple(self.pending_index.shape)}")
+            m = self.pending_index.shape[0]
+            k = self.probs.shape[1]
+            if self.pending_probs is not None and tuple(self.pending_probs.shape) != (m, k):
+                raise ValueError(f"PoolView.pending_probs must be [{m}, {k}], got {tuple(self.pending_probs.shape)}")
+            t = self.pending_embeddings
+            if t is not None and (t.dim() != 2 or t.shape[0] != m):
+                raise ValueError(f"PoolView.pending_embeddings must be [{m}, d], got {tuple(t.shape)}")
+        elif self.pending_embeddings is not None or self.pending_probs is not None:
+            raise ValueError("PoolView.pending_embeddings and pending_probs need pending_index")
+
+    @property
+    def num_pending(self) -> int:
+        """Number of pending items (requested from a person, not yet labeled)."""
+        return 0 if self.pending_index is None else int(self.pending_index.shape[0])
 
     @property
     def num_unlabeled(self) -> int:
@@ -134,7 +161,8 @@ class QueryStrategy(ABC):
 
     def _check_finite(self, view: PoolView) -> None:
         """Refuse NaN or infinite probabilities or embeddings (a damaged model or cache) in one line."""
-        for field in ("probs", "embeddings", "labeled_probs", "labeled_embeddings"):
+        fields = ("probs", "embeddings", "labeled_probs", "labeled_embeddings", "pending_probs", "pending_embeddings")
+        for field in fields:
             t = getattr(view, field)
             if t is None or not t.is_floating_point():
                 continue
@@ -146,6 +174,24 @@ class QueryStrategy(ABC):
                     f"({rows} of {len(t)} rows): the model's outputs or the cached embeddings are damaged; "
                     "retrain, or delete the embedding cache folder to rebuild it"
                 )
+
+    def _pending_rows(self, view: PoolView, *fields: str) -> tuple[Tensor, ...] | None:
+        """The pending items' ``fields`` (``"embeddings"``, ``"probs"``), or None when nothing is pending.
+
+        Raises:
+            ConfigError: Items are pending but the view lacks one of those fields.
+        """
+        if view.num_pending == 0:
+            return None
+        out = []
+        for field in fields:
+            t = getattr(view, f"pending_{field}")
+            if t is None:
+                raise ConfigError(
+                    f"query strategy {self.name!r} needs the {field} of the pending items (requested, not yet labeled)"
+                )
+            out.append(t)
+        return tuple(out)
 
     @abstractmethod
     def _select(self, view: PoolView, budget: int, generator: torch.Generator) -> Tensor:

@@ -1,20 +1,23 @@
 """Coreset (Sener & Savarese, 2018): greedy k-center selection in embedding space.
 
-Each pick takes the candidate farthest (Euclidean) from everything labeled or picked so far. The
-running minimum of the squared distance to that set starts from the labeled embeddings (computed in
-``chunk_size x chunk_size`` matmul tiles, or by faiss' exact 1-NN search when asked for) and is
-updated with one ``O(n d)`` pass per pick via ``||a||² + ||b||² - 2 a·b``.
+Each pick takes the candidate farthest (Euclidean) from everything labeled, pending or picked so
+far. Pending items (requested from a person, not yet labeled) are centres like the labeled ones:
+they are in flight, so a second selection before their labels come back does not re-cover their
+regions. The running minimum of the squared distance to that set starts from the labeled and
+pending embeddings (computed in ``chunk_size x chunk_size`` matmul tiles, or by faiss' exact 1-NN
+search when asked for) and is updated with one ``O(n d)`` pass per pick via ``||a||² + ||b||² - 2 a·b``.
 
 faiss is opt-in (``use_faiss=True``): on the 2-core CI machine faiss-cpu 1.15.1 ``knn(k=1)`` took 8-16 s
 for 100k x 5k x 512 where the torch tiles took 2.2 s, so the default (``None``) uses torch.
 
-Ties go to the lowest row position (``argmax``). Without a labeled set, the first center is drawn
-uniformly at random from the generator: there is nothing to be far from yet, and a fixed rule (say
-the point nearest the mean) would always start from the same item.
+Ties go to the lowest row position (``argmax``). Without a labeled set (and nothing pending), the
+first center is drawn uniformly at random from the generator: there is nothing to be far from yet,
+and a fixed rule (say the point nearest the mean) would always start from the same item.
 
 Memory, on top of the inputs: a float32 copy of the embeddings only when they are not already
-contiguous float32 (or float64), three length-``n`` vectors and tiles of at most ``chunk_size²``
-values in the initial pass.
+contiguous float32 (or float64), one matrix of the labeled and pending embeddings together only when
+items are pending, three length-``n`` vectors and tiles of at most ``chunk_size²`` values in the
+initial pass.
 """
 
 from __future__ import annotations
@@ -82,8 +85,9 @@ def k_center_greedy(
     chunk_size: int | None = None,
     use_faiss: bool | None = None,
     generator: torch.Generator | None = None,
+    pending_embeddings: Tensor | None = None,
 ) -> Tensor:
-    """Greedy k-center: repeatedly take the candidate farthest from the labeled and chosen points.
+    """Greedy k-center: repeatedly take the candidate farthest from the labeled, pending and chosen points.
 
     Args:
         embeddings: ``[n, d]`` candidate embeddings (CPU or CUDA).
@@ -91,7 +95,9 @@ def k_center_greedy(
         budget: Number of picks, ``0 < budget <= n``.
         chunk_size: Tile side of the initial distance pass (see :func:`min_sq_dist_to_set`).
         use_faiss: Use faiss for the initial pass (see :func:`min_sq_dist_to_set`).
-        generator: Draws the first center when there is no labeled set (default: seed 0).
+        generator: Draws the first center when there is no labeled or pending set (default: seed 0).
+        pending_embeddings: ``[p, d]`` embeddings of the pending items (requested, not yet labeled),
+            or ``None``/empty; they are centres exactly like the labeled ones.
 
     Returns:
         ``[budget]`` int64 distinct row positions in the order picked, on the device of ``embeddings``.
@@ -105,6 +111,10 @@ def k_center_greedy(
     x = _as_compute(embeddings)
     x_norm = sq_norms(x)
     picks: list[int] = []
+    if pending_embeddings is not None and pending_embeddings.shape[0] > 0:
+        # pending centres after the labeled ones: the same picks as if they were labeled
+        sets = [t for t in (labeled_embeddings, pending_embeddings) if t is not None and t.shape[0] > 0]
+        labeled_embeddings = torch.cat([t.to(device=x.device, dtype=x.dtype) for t in sets])
     if labeled_embeddings is not None and labeled_embeddings.shape[0] > 0:
         min_sq = min_sq_dist_to_set(x, labeled_embeddings, chunk_size, use_faiss)
     else:
@@ -130,8 +140,9 @@ def k_center_greedy(
 class Coreset(QueryStrategy):
     """Coreset selection: greedy k-center over the candidates' embeddings.
 
-    Uses ``view.labeled_embeddings`` as the initial centers when the view has them; otherwise the
-    first center is drawn at random from the generator.
+    Uses ``view.labeled_embeddings`` and ``view.pending_embeddings`` (items requested, not yet
+    labeled) as the initial centers when the view has them; otherwise the first center is drawn at
+    random from the generator.
 
     Args:
         chunk_size: Tile side of the initial distance pass to the labeled set.
@@ -147,6 +158,7 @@ class Coreset(QueryStrategy):
 
     def _select(self, view: PoolView, budget: int, generator: torch.Generator) -> Tensor:
         assert view.embeddings is not None  # checked by select()
+        pending = self._pending_rows(view, "embeddings")
         return k_center_greedy(
             view.embeddings,
             view.labeled_embeddings,
@@ -154,4 +166,5 @@ class Coreset(QueryStrategy):
             chunk_size=self.chunk_size,
             use_faiss=self.use_faiss,
             generator=generator,
+            pending_embeddings=None if pending is None else pending[0],
         )

@@ -12,6 +12,11 @@ nearest other members (Euclidean, as in the paper; the authors' code uses square
 We compute it once over all members, labeled ones included (the density of the data), where the
 authors' code recomputes it after each pick over the members not yet labeled or picked.
 
+Pending items (requested from a person, not yet labeled) count as labeled here: they join the
+clustering, the cluster count (``n_l`` includes them) and the typicality, and a cluster that holds
+one is covered. So a second selection before their labels come back moves on to other clusters
+instead of re-covering theirs.
+
 k-means is seeded by k-means++ (D^2 sampling from the generator, in torch); the Lloyd iterations
 run in faiss when it is installed and the embeddings are on the CPU, otherwise in torch
 (deterministic on CPU and CUDA).
@@ -187,6 +192,7 @@ def typiclust_select(
     min_cluster_size: int = 5,
     n_iter: int = 20,
     use_faiss: bool = True,
+    pending_embeddings: Tensor | None = None,
 ) -> Tensor:
     """TypiClust: k-means over labeled + unlabeled, then typical items of uncovered clusters.
 
@@ -200,6 +206,8 @@ def typiclust_select(
         min_cluster_size: Clusters with at most this many members are visited last.
         n_iter: k-means iterations.
         use_faiss: Use faiss for k-means when it is installed and the data are on the CPU.
+        pending_embeddings: ``[n_p, d]`` embeddings of the pending items (requested, not yet
+            labeled), or ``None``/empty; they count exactly as labeled items (after them).
 
     Returns:
         ``[budget]`` distinct int64 positions into ``embeddings``.
@@ -210,6 +218,10 @@ def typiclust_select(
     device = embeddings.device
     if labeled_embeddings is None:
         labeled_embeddings = embeddings[:0]
+    if pending_embeddings is not None and pending_embeddings.shape[0] > 0:
+        labeled_embeddings = torch.cat(
+            [t.to(device=device, dtype=embeddings.dtype) for t in (labeled_embeddings, pending_embeddings)]
+        )
     n_l = labeled_embeddings.shape[0]
     x = torch.cat([labeled_embeddings.to(device=device, dtype=embeddings.dtype), embeddings]).float()
     n_clusters = min(n_l + budget, max_clusters, n_l + n_u)
@@ -220,7 +232,7 @@ def typiclust_select(
 
 
 class TypiClust(QueryStrategy):
-    """TypiClust: the most typical item of each large cluster that holds no labeled item.
+    """TypiClust: the most typical item of each large cluster that holds no labeled or pending item.
 
     Args:
         max_clusters: Cap on the number of k-means clusters.
@@ -261,6 +273,7 @@ class TypiClust(QueryStrategy):
         has_labeled = view.labeled_index is not None and view.labeled_index.numel() > 0
         if has_labeled and view.labeled_embeddings is None:
             raise ConfigError(f"query strategy {self.name!r} needs the embeddings of the labeled items")
+        pending = self._pending_rows(view, "embeddings")
         return typiclust_select(
             view.embeddings,
             view.labeled_embeddings if has_labeled else None,
@@ -271,4 +284,5 @@ class TypiClust(QueryStrategy):
             min_cluster_size=self.min_cluster_size,
             n_iter=self.n_iter,
             use_faiss=self.use_faiss,
+            pending_embeddings=None if pending is None else pending[0],
         )

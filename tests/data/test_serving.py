@@ -61,6 +61,7 @@ def test_supervised_batches_use_weak_views_and_ssl_batches_pair_weak_and_strong(
     class Holder:
         lightning_module = None
         current_epoch = 0
+        world_size = 1
 
     dm_views.trainer = Holder()
     labeled = dm_views.train_dataloader()
@@ -107,6 +108,7 @@ def test_labeled_views_choice(dm_views):
     class Holder:
         lightning_module = None
         current_epoch = 0
+        world_size = 1
 
     store = dm_views.pool_store
     plain = torch.from_numpy(np.asarray(store.view(0), dtype=np.float32))

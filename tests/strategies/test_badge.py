@@ -8,6 +8,8 @@ import torch
 from scipy import stats
 
 from lbench.errors import ConfigError
+from lbench.strategies import badge as badge_module
+from lbench.strategies._kernels import d2_sample
 from lbench.strategies.badge import Badge, badge_kmeanspp, badge_sq_dist_to, gradient_factors
 from lbench.strategies.base import PoolView
 
@@ -162,6 +164,58 @@ def test_invalid_arguments():
     view = PoolView(index=torch.arange(5), probs=probs)
     with pytest.raises(ConfigError):
         Badge().select(view, 2)
+
+
+def _reference_with_pending(probs, emb, pending_probs, pending_emb, budget, generator):
+    """k-means++ continued from the pending items' explicit gradient embeddings (float64, Python loop)."""
+    g, gp = _explicit_grad(probs, emb), _explicit_grad(pending_probs, pending_emb)
+    min_sq = (g[:, None, :] - gp[None, :, :]).square().sum(-1).min(dim=1).values
+    picks = []
+    for _ in range(budget):
+        idx = d2_sample(min_sq, generator)
+        picks.append(idx)
+        min_sq = torch.minimum(min_sq, (g - g[idx]).square().sum(dim=1))
+        min_sq[idx] = 0.0
+    return picks
+
+
+@pytest.mark.parametrize("blocks", [None, (5, 2)])
+def test_pending_items_are_centers_already_chosen(monkeypatch, blocks):
+    """The seeding continues from the pending gradient embeddings: every pick, the first one too, is a D² draw."""
+    if blocks is not None:  # many small candidate x pending blocks, a partial last one in each direction
+        monkeypatch.setattr(badge_module, "_ROW_BLOCK", blocks[0])
+        monkeypatch.setattr(badge_module, "_CENTER_BLOCK", blocks[1])
+    probs, emb = _data(40, 4, 6, seed=13, dtype=torch.float64)
+    pprobs, pemb = _data(7, 4, 6, seed=14, dtype=torch.float64)
+    for seed in range(4):
+        for chunk_size in (None, 9):
+            ours = badge_kmeanspp(probs, emb, 6, _gen(seed), chunk_size=chunk_size, storage_dtype=torch.float64,
+                                  pending_probs=pprobs, pending_embeddings=pemb)  # fmt: skip
+            assert ours.tolist() == _reference_with_pending(probs, emb, pprobs, pemb, 6, _gen(seed))
+
+
+def test_pending_duplicate_of_a_candidate_is_never_drawn():
+    probs, emb = _data(12, 3, 4, seed=15)
+    picks = {badge_kmeanspp(probs, emb, 1, _gen(s), pending_probs=probs[:2], pending_embeddings=emb[:2]).item()
+             for s in range(200)}  # fmt: skip
+    assert not picks & {0, 1}  # at distance 0 from a pending center
+    assert len(picks) > 3  # the first pick is drawn, not the largest gradient norm
+
+
+def test_pending_with_all_distances_zero_draws_uniformly():
+    _, emb = _data(10, 1, 5, seed=16)
+    with pytest.warns(UserWarning, match="distance 0"):
+        picks = badge_kmeanspp(torch.ones(10, 1), emb, 4, _gen(0), pending_probs=torch.ones(2, 1),
+                               pending_embeddings=emb[:2])  # fmt: skip
+    assert len(set(picks.tolist())) == 4
+
+
+def test_pending_probs_need_embeddings():
+    probs, emb = _data(5, 2, 3)
+    with pytest.raises(ValueError, match="pending_embeddings"):
+        badge_kmeanspp(probs, emb, 2, pending_probs=probs[:1])
+    with pytest.raises(ValueError, match="pending probs and embeddings must be finite"):
+        badge_kmeanspp(probs, emb, 2, pending_probs=probs[:1], pending_embeddings=emb[:1].clone().fill_(torch.inf))
 
 
 def _read_kib(field):

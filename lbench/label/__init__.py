@@ -1,0 +1,23 @@
+"""Import the labels a person gave: ``lbench label FILE --pool pool.json``.
+
+- :mod:`lbench.label.formats`: CSV, JSON and Label Studio readers (:func:`read_label_file`).
+- :mod:`lbench.label.importer`: resolves ids and class names, validates everything (:func:`plan_import`).
+- :mod:`lbench.label.journal`: the append-only ``labels.journal.jsonl`` and its replay into the pool.
+- :mod:`lbench.label.core`: :func:`import_answers`, the one path by which answers reach a pool file.
+"""
+
+from lbench.label.core import Outcome, import_answers, sync_pool
+from lbench.label.formats import LabelFileError, Parsed, Row, read_label_file
+from lbench.label.journal import JOURNAL_NAME, read_journal
+
+__all__ = [
+    "JOURNAL_NAME",
+    "LabelFileError",
+    "Outcome",
+    "Parsed",
+    "Row",
+    "import_answers",
+    "read_journal",
+    "read_label_file",
+    "sync_pool",
+]
