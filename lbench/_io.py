@@ -20,6 +20,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "check_writable",
+    "fsync_dir",
     "read_json",
     "remove_stale_temps",
 ]
@@ -46,7 +47,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 _TEMP = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
@@ -82,7 +83,8 @@ def _create_temp(path: Path) -> tuple[int, Path]:
     raise FileExistsError(f"could not create a temp file next to {path}")  # pragma: no cover
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Flush a folder's entries (a rename or a new file in it) to disk, where the platform allows it."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:  # pragma: no cover - platforms without directory fds

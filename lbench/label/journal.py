@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from lbench._io import fsync_dir
 from lbench.errors import DataError
 from lbench.locks import LockedError, locked_dir
 from lbench.pool import ANSWERS, LabelPool
@@ -134,20 +135,7 @@ def append_entry(path: str | os.PathLike[str], entry: dict[str, Any]) -> None:
     finally:
         os.close(fd)
     if created:
-        _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
+        fsync_dir(path.parent)
 
 
 def apply_entry(pool: LabelPool, entry: dict[str, Any]) -> None:
