@@ -46,6 +46,7 @@ SUBCOMMANDS = {
     "predict": "predict class probabilities for the whole pool",
     "select": "score the unlabeled pool with a trained model and write the next batch to label (CSV)",
     "embed": "build or complete the embedding cache of a data set and encoder, and print where it is",
+    "init": "make a project of your own image folder: config, stable pool index and pool.json (then select, label)",
     "label": "import the labels a person gave (CSV, JSON or a Label Studio export) into a pool file",
     "report": "tables and plots (learning curves, label savings, cost) from one or more run directories",
 }
@@ -258,6 +259,10 @@ def main(args: list[str] | None = None) -> int:
         from lbench.report import main as report_main
 
         return report_main(argv[1:])
+    if argv[0] == "init":
+        from lbench.init import main as init_main
+
+        return init_main(argv[1:])
     if argv[0] == "label":
         from lbench.label.cli import main as label_main
 

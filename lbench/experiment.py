@@ -37,7 +37,13 @@ from lbench.phase import pool_accuracy, record_scores, run_phase
 from lbench.point_eval import PointEvaluation
 from lbench.pool import LabelPool
 from lbench.report.ledger import read_json_lines, read_ledger_file, read_point_eval_file
-from lbench.run_identity import check_point_eval_resume, check_resume, config_identity, point_eval_identity
+from lbench.run_identity import (
+    check_point_eval_resume,
+    check_resume,
+    check_run_identity,
+    config_identity,
+    point_eval_identity,
+)
 from lbench.stopping import record_kappa, stop_predictions
 from lbench.strategies.base import QueryStrategy
 
@@ -255,9 +261,12 @@ def _run_experiment(
         old_rounds = int(old_meta["settings"]["rounds"])
         if spec.rounds > old_rounds:  # the old last round did not select: redo it
             records = [{**r, "rounds_total": spec.rounds} for r in records if r["round"] < old_rounds]
+    run_id, data_ident, identity = check_run_identity(out, old_meta, spec.settings(), identity, datamodule)
+    records = [{**r, "run_id": run_id} for r in records]  # older lines get the identity just checked
+    pe_records = [{**r, "run_id": run_id} for r in pe_records]
+    oracle = oracle or datamodule.make_oracle()  # refuses a pool without ground truth before any work
     console.where["at"] = "embedding the data (the cache keeps what is done)"
     embed_seconds = datamodule.prepare_embeddings()
-    oracle = oracle or datamodule.make_oracle()
     is_zero = rank_zero_only.rank == 0
     lock()
     if is_zero:
@@ -267,8 +276,8 @@ def _run_experiment(
     if is_zero:
         description = _describe(spec, datamodule, embed_seconds + float(old_meta.get("description", {}).get(
             "embed_seconds", 0.0)))  # fmt: skip
-        meta = {"settings": spec.settings(), "config": identity, "pool_size": datamodule.pool_size,
-                "description": description}  # fmt: skip
+        meta = {"settings": spec.settings(), "config": identity, "identity": run_id, "identity_of": data_ident,
+                "pool_size": datamodule.pool_size, "description": description}  # fmt: skip
         if pe_identity is not None or pe_records:
             meta["point_eval"] = pe_identity if pe_identity is not None else old_meta.get("point_eval")
         atomic_write_json(meta_path, meta)
@@ -299,6 +308,7 @@ def _run_experiment(
                     )
                     rec["stop_kappa"] = record_kappa(records, rec)  # vs the previous round's record (resume-exact)
                     rec["embed_seconds"] = 0.0  # one shared cost of the run, in run.json's description
+                    rec["run_id"] = run_id  # the run's identity (run.json), checked by the report when merging
                     records.append(rec)
                     if is_zero:
                         pool.save(arm_dir / "pool.json")
@@ -313,6 +323,7 @@ def _run_experiment(
                     last_rec = next(r for r in reversed(records) if r["arm"] == arm.name and r["seed"] == seed)
                     rec = _point_evaluate(point_eval, arm, seed, datamodule, pool, oracle, arm_dir, trainer_kwargs,
                                           logger, last_rec)  # fmt: skip
+                    rec["run_id"] = run_id
                     pe_records.append(rec)
                     if is_zero:
                         atomic_write_text(out / POINT_EVAL_FILE, "".join(json.dumps(r) + "\n" for r in pe_records))
@@ -407,7 +418,7 @@ def _run_round(
     model = copy.deepcopy(template)
     datamodule.pool = pool
     selecting = rnd < spec.rounds
-    loop = ActiveLoop(arm, spec.budget if selecting else None, seed=round_seed, pool=pool)
+    loop = ActiveLoop(arm, spec.budget if selecting else None, seed=round_seed, pool=pool, oracle=oracle)
     kwargs = phase_trainer_kwargs(trainer_kwargs, loop, arm_dir, f"round_{rnd:02d}", logger)
     if getattr(datamodule, "shards_itself", False):  # one global batch sequence for any number of ranks
         kwargs["use_distributed_sampler"] = False

@@ -8,6 +8,7 @@ pool indices, so every rank ends with the same ``selected`` tensor.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import lightning as L
@@ -17,6 +18,7 @@ from torch import Tensor
 from typing_extensions import override
 
 from lbench.errors import ConfigError
+from lbench.oracle import Oracle
 from lbench.pool import LabelPool
 from lbench.strategies.base import PoolView, QueryStrategy
 
@@ -63,6 +65,10 @@ class ActiveLoop(Callback):
         budget: Number of items to select; None scores the pool without selecting (the last round).
         seed: Seed of the strategy's generator (the same on every rank).
         pool: The label pool (None = ``trainer.datamodule.pool``).
+        oracle: What answers an interactive strategy's label requests inside the batch (simulated
+            runs): an :class:`~lbench.oracle.Oracle` or a callable with ``Oracle.query``'s signature.
+            Handed to ``query.select`` only when ``query.interactive``; such a strategy with a budget
+            and no oracle is refused here, before any prediction.
 
     Attributes:
         selected: ``[budget]`` chosen pool indices (on CPU) after predict, on every rank.
@@ -72,11 +78,21 @@ class ActiveLoop(Callback):
             the pool accuracy of simulated runs is computed from, never shown to a strategy.
     """
 
-    def __init__(self, query: QueryStrategy, budget: int | None, seed: int = 0, pool: LabelPool | None = None) -> None:
+    def __init__(
+        self,
+        query: QueryStrategy,
+        budget: int | None,
+        seed: int = 0,
+        pool: LabelPool | None = None,
+        oracle: Oracle | Callable[[Tensor], Tensor] | None = None,
+    ) -> None:
+        if getattr(query, "interactive", False) and budget is not None and oracle is None:
+            raise query.needs_oracle_error()
         self.query = query
         self.budget = budget
         self.seed = seed
         self.pool = pool
+        self.oracle = oracle
         self.selected: Tensor | None = None
         self.view: PoolView | None = None
         self.select_seconds = 0.0
@@ -118,7 +134,11 @@ class ActiveLoop(Callback):
             t0 = time.perf_counter()
             self.view = make_view(rows, pool)
             gen = torch.Generator().manual_seed(self.seed)
-            picked = self.query.select(self.view, self.budget, generator=gen).cpu()
+            if getattr(self.query, "interactive", False):
+                oracle = self.oracle.query if isinstance(self.oracle, Oracle) else self.oracle
+                picked = self.query.select(self.view, self.budget, generator=gen, oracle=oracle).cpu()
+            else:
+                picked = self.query.select(self.view, self.budget, generator=gen).cpu()
             self.select_seconds = time.perf_counter() - t0
         picked = trainer.strategy.broadcast(picked, src=0)
         self.selected = torch.as_tensor(picked, dtype=torch.long).cpu()

@@ -134,6 +134,13 @@ class LabelPool:
         for i in done & self.skipped.keys():  # a later answer replaces a skip
             del self.skipped[i]
 
+    def grow(self, size: int) -> None:
+        """Append ``size - self.size`` unlabeled items (a pool whose folder gained files; indices stay)."""
+        if size < self.size:
+            raise ValueError(f"a pool of {self.size} items cannot shrink to {size}")
+        self.labels = torch.cat([self.labels, torch.full((size - self.size,), -1, dtype=self.labels.dtype)])
+        self.size = size
+
     def mark_skipped(self, index: Iterable[int], answer: str) -> None:
         """Record ``answer`` (``"skip"`` or ``"unsure"``) for unlabeled items; they stop being pending.
 

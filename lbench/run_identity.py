@@ -5,10 +5,19 @@ resolved config, flattened to ``dotted.key: value``, without the keys that do no
 results (output paths, progress, loggers, cache location). Resuming checks both; a run may be
 *extended* (more rounds, arms or seeds, everything else equal), since its finished rounds stay
 valid. Any other difference is refused with a message that names the differing settings.
+
+``run.json`` also holds the run's ``identity``: a short hash (:func:`run_identity`) of the config
+identity, the budgets, the content hashes of the data set's pool and test manifests and the
+encoder's fingerprint (:func:`data_identity`). It does not depend on arms, seeds or rounds, so a
+run extended by them keeps it; every ledger line (``run_id``) carries it, and ``report`` refuses to
+merge rows of one arm name from runs of different identities. Resuming a run whose identity differs
+while its config is equal (the data files or the encoder changed under the same config) is refused
+(:func:`check_run_identity`); a ``run.json`` without one (older runs) gets it on resume.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -21,8 +30,11 @@ __all__ = [
     "EXEMPT",
     "check_point_eval_resume",
     "check_resume",
+    "check_run_identity",
     "config_identity",
+    "data_identity",
     "point_eval_identity",
+    "run_identity",
     "settings_changes",
 ]
 
@@ -183,3 +195,103 @@ def check_point_eval_resume(
         f"{out}/point_eval.jsonl holds point evaluations made with other point_eval settings ({shown}); "
         f"use another --out_dir, or delete {out}/point_eval.jsonl to evaluate again"
     )
+
+
+def data_identity(datamodule: Any) -> dict[str, Any]:
+    """What a DataModule serves, beyond its config: its splits' manifest content hashes and its encoder.
+
+    ``{"data": {"pool": hash, "test": hash}, "encoder": fingerprint or None}``. The content hashes
+    are the splits' (cached) ``content_hash`` and the fingerprint the encoder's ``fingerprint()``:
+    what the embedding cache keys on, computed once per process (an ImageDataModule has no encoder).
+    """
+    data = {}
+    for name in ("pool", "test"):
+        if name == "test" and not getattr(datamodule, "has_test_split", True):
+            data[name] = None  # a person's own folder may have no test split
+            continue
+        split = getattr(datamodule, f"{name}_split", None)
+        data[name] = getattr(split, "content_hash", None)
+    encoder = getattr(datamodule, "encoder", None)
+    return {"data": data, "encoder": encoder.fingerprint() if encoder is not None else None}
+
+
+def run_identity(config: dict[str, Any] | None, settings: dict[str, Any], data: dict[str, Any]) -> str:
+    """SHA-256 (16 hex) of a run's result-relevant identity, independent of its arms, seeds and rounds.
+
+    Args:
+        config: The :func:`config_identity` (None without a config).
+        settings: ``ExperimentSpec.settings()`` (only ``budget`` and ``initial_budget`` count).
+        data: The :func:`data_identity`.
+    """
+    ident = {
+        "config": config,
+        "budget": settings["budget"],
+        "initial_budget": settings["initial_budget"],
+        "data": data.get("data"),
+        "encoder": data.get("encoder"),
+    }
+    text = json.dumps(ident, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _data_changes(old: Any, new: dict[str, Any]) -> list[str]:
+    """What differs between a recorded and a new :func:`data_identity` (by name)."""
+    if not isinstance(old, dict):
+        return ["the data manifest or the encoder (this run.json does not record which)"]
+    out = []
+    old_data, new_data = old.get("data") or {}, new.get("data") or {}
+    for name in ("pool", "test"):
+        if old_data.get(name) != new_data.get(name):
+            out.append(f"data manifest of the {name} split {old_data.get(name)} -> {new_data.get(name)}")
+    old_enc, new_enc = old.get("encoder"), new.get("encoder")
+    if old_enc != new_enc:
+        if isinstance(old_enc, dict) and isinstance(new_enc, dict):
+            out += [f"encoder {c}" for c in _config_changes(old_enc, new_enc)]
+        else:
+            out.append(f"encoder fingerprint {json.dumps(old_enc)} -> {json.dumps(new_enc)}")
+    return out
+
+
+def check_run_identity(
+    out: Path, old_meta: Any, settings: dict[str, Any], config: dict[str, Any] | None, datamodule: Any
+) -> tuple[str, dict[str, Any], dict[str, Any] | None]:
+    """The run's identity, checked against its ``run.json`` on resume.
+
+    A ``run.json`` without an identity (older runs) is accepted (its identity is computed now).
+    One whose identity differs while the config identity and budgets are equal (what
+    :func:`check_resume` compares) is refused, naming the split whose manifest or the encoder
+    setting that changed. A run given no config (None) keeps the recorded one; a recorded run
+    without a config is not checked (as in :func:`check_resume`).
+
+    Args:
+        out: The run directory (for the message).
+        old_meta: Its ``run.json`` (empty for a new run).
+        settings: The new ``ExperimentSpec.settings()``.
+        config: The new :func:`config_identity` (None: the recorded one is kept).
+        datamodule: The run's DataModule (:func:`data_identity`).
+
+    Returns:
+        ``(identity, data identity, config identity)`` to record in ``run.json``.
+
+    Raises:
+        ConfigError: The run directory holds a run of the same config on other data or another encoder.
+    """
+    old = old_meta if isinstance(old_meta, dict) else {}
+    if config is None:
+        config = old.get("config")
+    data = data_identity(datamodule)
+    ident = run_identity(config, settings, data)
+    recorded = old.get("identity")
+    old_settings = old.get("settings") if isinstance(old.get("settings"), dict) else {}
+    same_config = old.get("config") == config and all(
+        old_settings.get(k, settings[k]) == settings[k] for k in ("budget", "initial_budget")
+    )
+    if recorded is not None and recorded != ident and same_config:
+        changes = _data_changes(old.get("identity_of"), data)
+        shown = "; ".join(changes[:5]) + (f"; and {len(changes) - 5} more" if len(changes) > 5 else "")
+        raise ConfigError(
+            f"{out} holds a run of the same config on other data or another encoder (identity {recorded} -> "
+            f"{ident}): {shown or 'the data manifest or the encoder'}. Use another --out_dir, or restore the "
+            "run's data and encoder"
+        )
+    return ident, data, config

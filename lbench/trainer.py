@@ -159,8 +159,8 @@ class LbenchTrainer(L.Trainer):
             raise ConfigError("embed needs an EmbeddingDataModule (data.class_path: EmbeddingDataModule)")
         check_writable(datamodule.cache.root, "folder")
         cache, encoder = datamodule.cache, datamodule.encoder
-        complete = cache.is_complete(datamodule.pool_split, encoder, datamodule.views) and cache.is_complete(
-            datamodule.test_split, encoder
+        complete = cache.is_complete(datamodule.pool_split, encoder, datamodule.views) and (
+            not datamodule.has_test_split or cache.is_complete(datamodule.test_split, encoder)
         )
         seconds = datamodule.prepare_embeddings()
         if not self.is_global_zero:
@@ -234,7 +234,8 @@ class LbenchTrainer(L.Trainer):
 def describe_cache(datamodule: EmbeddingDataModule) -> list[str]:
     """One line per cached split: its folder, size on disk and fingerprint key."""
     lines = []
-    for split in (datamodule.pool_split, datamodule.test_split):
+    splits = [datamodule.pool_split] + ([datamodule.test_split] if datamodule.has_test_split else [])
+    for split in splits:
         folder = datamodule.cache.folder(split, datamodule.encoder)
         size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) if folder.is_dir() else 0
         lines.append(f"{split.name}: {len(split)} items, {size / 1e6:.1f} MB in {folder}")

@@ -98,3 +98,49 @@ def test_make_view_leaves_out_items_a_person_skipped():
     rows = {"index": torch.arange(6), "probs": torch.full((6, 2), 0.5), "embeddings": torch.zeros(6, 3)}
     view = make_view(rows, pool)
     assert view.index.tolist() == [4, 5] and view.labeled_index.tolist() == [0] and view.pending_index.tolist() == [1]
+
+
+def test_interactive_strategy_gets_the_oracle_and_reveals_what_the_driver_records(tmp_path):
+    """GALAXY inside ActiveLoop: the run's oracle answers each pick (one label per request, the truth the
+    driver then records), and the picks equal a direct call with the same callback."""
+    import lightning as L
+    from torch.utils.data import DataLoader
+
+    from lbench.loop import ActiveLoop
+    from lbench.oracle import SimulatedOracle
+    from lbench.strategies import Galaxy
+
+    n = 61
+    truth = torch.arange(n) % 3
+    pool = LabelPool(n, 3)
+    pool.add_labels(torch.tensor([0, 5, 7, 10]), truth[[0, 5, 7, 10]], round=0)
+    oracle = SimulatedOracle(truth)
+    asked = []
+    real_query = oracle.query
+
+    def spy(index):
+        asked.append(index.tolist())
+        return real_query(index)
+
+    oracle.query = spy
+    loop = ActiveLoop(Galaxy(), budget=8, seed=2, pool=pool, oracle=oracle)
+    trainer = L.Trainer(accelerator="cpu", devices=1, callbacks=[loop], logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path)  # fmt: skip
+    trainer.predict(Model(), dataloaders=DataLoader(Rows(n), batch_size=8), return_predictions=False)
+    assert asked == [[i] for i in loop.selected.tolist()] and oracle.num_queries == 8
+    direct = Galaxy().select(loop.view, 8, torch.Generator().manual_seed(2), oracle=lambda i: truth[i])
+    assert loop.selected.tolist() == direct.tolist()
+
+
+def test_interactive_strategy_without_an_oracle_is_refused_before_predicting():
+    import pytest
+
+    from lbench.errors import ConfigError
+    from lbench.loop import ActiveLoop
+    from lbench.strategies import Galaxy, GalaxyBatch
+
+    with pytest.raises(ConfigError, match="GalaxyBatch") as e:
+        ActiveLoop(Galaxy(), budget=5)
+    assert "\n" not in str(e.value)
+    ActiveLoop(Galaxy(), budget=None)  # scoring only (the last round): no label is asked
+    ActiveLoop(GalaxyBatch(), budget=5)

@@ -110,14 +110,16 @@ class EmbeddingDataModule(PoolDataModule):
         Every served view is opened (and so verified) here, so a damaged cache file is reported
         before a command writes anything, not in the middle of its first round.
         """
-        if self.pool_store is not None and self.test_store is not None:
+        has_test = self.has_test_split
+        if self.pool_store is not None and (self.test_store is not None or not has_test):
             return 0.0
         t0 = time.perf_counter()
         pool_store = self.cache.ensure(self.pool_split, self.encoder, self.views)
-        test_store = self.cache.ensure(self.test_split, self.encoder)
+        test_store = self.cache.ensure(self.test_split, self.encoder) if has_test else None
         for v in range(pool_store.num_views):
             pool_store.view(v)
-        test_store.view(0)
+        if test_store is not None:
+            test_store.view(0)
         self.pool_store, self.test_store = pool_store, test_store
         return time.perf_counter() - t0
 
@@ -192,7 +194,10 @@ class EmbeddingDataModule(PoolDataModule):
         Lightning's default test sampler pads the ranks to equal length by repeating items, which
         would count them twice in the metrics; an unrepeated sampler gives uneven shards instead.
         """
-        assert self.test_store is not None
+        if self.test_store is None:
+            self.prepare_embeddings()
+        if self.test_store is None:
+            raise ConfigError(f"{type(self.dataset).__name__} has no test split: nothing to test (give it one)")
         mean, std = self._stats()
         n = self.test_store.num_items
         rows = Rows([self.test_store.view(0)], torch.arange(n), mean, std, labels=self.test_split.targets)

@@ -103,9 +103,24 @@ class PoolDataModule(L.LightningDataModule):
         """Number of pool items."""
         return len(self.pool_split)
 
+    @property
+    def has_test_split(self) -> bool:
+        """Whether the data set has a test split (a person's own image folder may not)."""
+        return bool(getattr(self.dataset, "has_test_split", True))
+
     def make_oracle(self) -> SimulatedOracle:
-        """A simulated oracle holding the pool's ground truth (for simulated runs only)."""
-        return SimulatedOracle(self.pool_split.targets)
+        """A simulated oracle holding the pool's ground truth (for simulated runs only).
+
+        Raises:
+            ConfigError: The pool has no ground truth (a person labels it).
+        """
+        targets = self.pool_split.targets
+        if bool((targets < 0).any()):
+            raise ConfigError(
+                f"{type(self.dataset).__name__} has no ground truth for its pool (a person labels it): lbench run "
+                "cannot simulate labeling; use lbench select and lbench label"
+            )
+        return SimulatedOracle(targets)
 
     def new_pool(self) -> LabelPool:
         """An empty :class:`LabelPool` sized for this data set."""
@@ -126,6 +141,8 @@ class PoolDataModule(L.LightningDataModule):
             if not Path(self.pool_file).exists():
                 raise DataError(f"pool file {self.pool_file} does not exist")
             self.pool = LabelPool.load(self.pool_file)
+            if self.pool.size < self.pool_size and getattr(self.dataset, "grows", False):
+                self.pool.grow(self.pool_size)  # new files in a person's folder: appended, unlabeled
             if self.pool.size != self.pool_size:
                 raise DataError(f"pool file {self.pool_file} has {self.pool.size} items, the data set {self.pool_size}")
 

@@ -2,13 +2,15 @@
 
 Usage::
 
-    python -m lbench report RUN_DIR [RUN_DIR ...] [--out DIR] [--baseline random] [--bootstrap 2000]
+    python -m lbench report RUN_DIR [RUN_DIR ...] [--out DIR] [--baseline random] [--bootstrap 2000] [--allow_mixed]
 
 or from Python ``lbench.report.write_report(["checkpoints/default"])``. Reads each run's
 ``rounds.jsonl`` (several runs are merged by arm and seed; a run in progress reports its finished
-rounds and lists the missing ones) and, when present, the ``description`` of its ``run.json``
-(data set, encoder, class names, budgets, seeds, embedding time; old runs without it fall back to
-the ledger). Prints what the report describes and the summary table, and writes into ``DIR``
+rounds and lists the missing ones; rows of one arm name from runs of different identities, their
+lines' ``run_id``, are refused unless ``--allow_mixed``, which labels each such arm with its run)
+and, when present, the ``description`` of its ``run.json`` (data set, encoder, class names, budgets,
+seeds, embedding time; old runs without it fall back to the ledger). Prints what the report
+describes and the summary table, and writes into ``DIR``
 (default ``<first run dir>/report/``):
 
 - ``curves.png``: test accuracy, pool accuracy (when the records have ``pool_acc``), balanced

@@ -1,4 +1,4 @@
-"""``python -m lbench report RUN_DIR [RUN_DIR ...] [--out DIR] [--baseline ARM] [--bootstrap N]``."""
+"""``python -m lbench report RUN_DIR [RUN_DIR ...] [--out DIR] [--baseline ARM] [--bootstrap N] [--allow_mixed]``."""
 
 from __future__ import annotations
 
@@ -25,6 +25,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--bootstrap", type=int, default=2000, metavar="N", help="bootstrap resamples over seeds (default: 2000)"
     )
     p.add_argument("--no-html", action="store_true", help="do not write report.html")
+    p.add_argument(
+        "--allow_mixed",
+        action="store_true",
+        help="merge rows of one arm name from runs of different identities (config, budgets, data, encoder), "
+        "each labelled with its run, e.g. 'margin [a1b2c3d4]' (default: refused)",
+    )
     return p
 
 
@@ -36,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
             leading ``report``).
 
     Returns:
-        0 on success, 2 on a user error (one line ``error: ...`` on stderr).
+        0 on success, 2 on a user error (one line ``lbench: error: ...`` on stderr).
     """
     if argv is None:
         argv = sys.argv[1:]
@@ -47,8 +53,15 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # argparse already printed usage and the problem (or the help)
         return e.code if isinstance(e.code, int) else 2
     try:
-        write_report(args.run_dirs, args.out, args.bootstrap, baseline=args.baseline, html=not args.no_html)
+        write_report(
+            args.run_dirs,
+            args.out,
+            args.bootstrap,
+            baseline=args.baseline,
+            html=not args.no_html,
+            allow_mixed=args.allow_mixed,
+        )
     except ReportError as e:
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        print(f"lbench: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     return 0

@@ -9,8 +9,9 @@ paper's pool accuracy, a fraction; null, like absent, for a person's oracle), th
 (seconds >= 0, default 0), ``label_counts`` (per-class counts of the labeled set the round's model
 was trained on), ``selected`` (the indices the round chose) and ``stop_kappa`` (Cohen's κ between
 the predictions of the round's model and the previous round's on the run's stop set, a number in
-[-1, 1]; null in round 0; see :mod:`lbench.stopping`). Unknown keys (``stop_predictions``
-included) are ignored. A problem raises :class:`~lbench.errors.ReportError` naming the file and line.
+[-1, 1]; null in round 0; see :mod:`lbench.stopping`) and ``run_id`` (the run's identity, see
+:mod:`lbench.run_identity`; absent in older ledgers). Unknown keys (``stop_predictions`` included)
+are ignored. A problem raises :class:`~lbench.errors.ReportError` naming the file and line.
 
 A run is *partial* when some round r <= R of an expected (arm, seed) has no line. Expected
 (arm, seed) pairs are those in the file, plus the arms and seeds of ``run.json`` when the run
@@ -19,13 +20,18 @@ directory has one (an arm not started yet is then reported as missing too).
 A run directory may also hold ``point_eval.jsonl``: one line per (arm, seed) whose final labeled set
 was fine-tuned end to end (see :class:`PointRecord`). It is optional; when present it is validated
 the same way and a duplicate (arm, seed) is an error.
+
+Merged runs must agree on what each arm name is: rows of one arm name with different ``run_id``
+(another config, budget, data or encoder) are refused, unless ``allow_mixed``; then each such arm
+is relabelled ``<arm> [<first 8 hex of run_id>]`` (``[no id]`` for rows without one), so every
+table and plot shows which run it comes from. Rows without ``run_id`` (older runs) merge as before.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +81,7 @@ class RoundRecord:
         num_selected: Number of items the round selected.
         source: ``file:line`` the record came from.
         stop_kappa: κ against the previous round's model on the stop set, or None (round 0, old ledgers).
+        run_id: The run's identity (``run.json``'s ``identity``), or None (old ledgers).
     """
 
     arm: str
@@ -88,6 +95,7 @@ class RoundRecord:
     num_selected: int
     source: str
     stop_kappa: float | None = None
+    run_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +114,7 @@ class PointRecord:
             model on cached embeddings) at the same labels.
         seconds: ``train_seconds`` and ``test_seconds`` (0 when absent).
         source: ``file:line`` the record came from.
+        run_id: The run's identity, or None (old ledgers).
     """
 
     arm: str
@@ -116,6 +125,7 @@ class PointRecord:
     metrics: dict[str, float]
     seconds: dict[str, float]
     source: str
+    run_id: str | None = None
 
 
 POINT_METRICS = (
@@ -140,6 +150,8 @@ class Ledger:
         missing: ``(arm, seed, round)`` expected but not finished (sorted).
         metrics: The optional metrics present in every record, with ``test_acc`` first.
         points: The point-evaluation records of the runs (``point_eval.jsonl``; empty without).
+        mixed: Relabelled arm -> where it comes from (``run <run_id> in <run dir>``), when runs of
+            different identities were merged with ``allow_mixed`` (empty otherwise).
     """
 
     records: list[RoundRecord]
@@ -147,6 +159,7 @@ class Ledger:
     missing: list[tuple[str, int, int]] = field(default_factory=list)
     metrics: tuple[str, ...] = ("test_acc",)
     points: list[PointRecord] = field(default_factory=list)
+    mixed: dict[str, str] = field(default_factory=dict)
 
     @property
     def partial(self) -> bool:
@@ -193,6 +206,14 @@ def _seconds(obj: dict[str, Any], keys: tuple[str, ...], where: str) -> dict[str
     return out
 
 
+def _run_id(obj: dict[str, Any], where: str) -> str | None:
+    """The line's ``run_id`` (None when absent or null)."""
+    v = obj.get("run_id")
+    if v is not None and (not isinstance(v, str) or not v):
+        raise ReportError(f"{where}: 'run_id' must be a non-empty string (the run's identity), got {v!r}")
+    return v
+
+
 def _parse_line(obj: Any, where: str) -> RoundRecord:
     """Validate one decoded JSON line."""
     if not isinstance(obj, dict):
@@ -232,6 +253,7 @@ def _parse_line(obj: Any, where: str) -> RoundRecord:
         num_selected=len(selected),
         source=where,
         stop_kappa=float(kappa) if kappa is not None else None,
+        run_id=_run_id(obj, where),
     )
 
 
@@ -329,6 +351,7 @@ def _parse_point(obj: Any, where: str) -> PointRecord:
         metrics=_fractions(obj, POINT_METRICS, optional, optional, where),
         seconds=_seconds(obj, ("train_seconds", "test_seconds"), where),
         source=where,
+        run_id=_run_id(obj, where),
     )
 
 
@@ -389,38 +412,102 @@ def _expected_pairs(path: Path, records: list[RoundRecord]) -> dict[tuple[str, i
     return expected
 
 
-def load_ledger(run_dirs: list[str | Path]) -> Ledger:
+def _label(arm: str, run_id: str | None) -> str:
+    return f"{arm} [{run_id[:8] if run_id else 'no id'}]"
+
+
+def _arm_labels(
+    rows: list[tuple[str, str | None, str]], allow_mixed: bool
+) -> tuple[dict[tuple[str, str | None], str], dict[str, str]]:
+    """Labels of ``(arm, run_id)`` and where each relabelled arm comes from.
+
+    Args:
+        rows: ``(arm, run_id, source)`` of every round and point record.
+        allow_mixed: Relabel an arm with rows of several run ids instead of refusing it.
+
+    Raises:
+        ReportError: An arm has rows of two run ids and ``allow_mixed`` is False.
+    """
+    ids: dict[str, dict[str, str]] = {}  # arm -> run_id -> first source
+    for arm, run_id, source in rows:
+        if run_id is not None:
+            ids.setdefault(arm, {}).setdefault(run_id, source)
+    mixed = {arm: by_id for arm, by_id in ids.items() if len(by_id) > 1}
+    if mixed and not allow_mixed:
+        arm, by_id = next(iter(mixed.items()))
+        (a, src_a), (b, src_b) = list(by_id.items())[:2]
+        raise ReportError(
+            f"arm {arm!r} has rows of two different runs: run {a} ({_run_dir(src_a)}) and run {b} "
+            f"({_run_dir(src_b)}), whose config, budgets, data or encoder differ; report them separately, or pass "
+            "--allow_mixed to compare them (each such arm is labelled with its run)"
+        )
+    labels: dict[tuple[str, str | None], str] = {}
+    where: dict[str, str] = {}
+    for arm, run_id, source in rows:
+        if arm in mixed and (arm, run_id) not in labels:
+            labels[(arm, run_id)] = label = _label(arm, run_id)
+            where.setdefault(label, f"run {run_id or '(no id)'} in {_run_dir(source)}")
+    return labels, where
+
+
+def _run_dir(source: str) -> str:
+    """The run directory of a record's ``file:line``."""
+    return str(Path(source.rsplit(":", 1)[0]).parent)
+
+
+def _recorded_id(path: Path) -> str | None:
+    """The ``identity`` in the run's ``run.json``, or None."""
+    try:
+        ident = json.loads((path.parent / "run.json").read_text(encoding="utf-8")).get("identity")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return ident if isinstance(ident, str) and ident else None
+
+
+def load_ledger(run_dirs: list[str | Path], allow_mixed: bool = False) -> Ledger:
     """Read, validate and merge the ledgers of one or more runs.
 
     Args:
         run_dirs: Run directories (or ``rounds.jsonl`` files). The same directory given twice is
             read once; different runs are merged and must not both hold an (arm, seed, round).
+        allow_mixed: Merge rows of one arm name from runs of different identities (``run_id``),
+            each labelled ``<arm> [<run_id[:8]>]``, instead of refusing them.
 
     Returns:
         The merged ledger, with the missing rounds of every expected (arm, seed) and the point
         evaluations of the runs that have a ``point_eval.jsonl`` beside their ``rounds.jsonl``.
 
     Raises:
-        ReportError: No run given, a ledger is missing, unreadable, malformed or empty, or two
-            runs record the same (arm, seed, round) (or point-evaluate the same (arm, seed)).
+        ReportError: No run given, a ledger is missing, unreadable, malformed or empty, two runs
+            record the same (arm, seed, round) (or point-evaluate the same (arm, seed)), or rows of
+            one arm name come from runs of different identities (without ``allow_mixed``).
     """
     if not run_dirs:
         raise ReportError("give at least one run directory")
     paths = list(dict.fromkeys(_ledger_path(Path(d)).resolve() for d in run_dirs))
-    records: list[RoundRecord] = []
+    per_path: list[tuple[Path, list[RoundRecord]]] = []
     points: list[PointRecord] = []
-    missing: set[tuple[str, int, int]] = set()
     for path in paths:
         recs = read_ledger_file(path)
         points.extend(read_point_eval_file(path.parent / POINT_EVAL_FILE))
         if not recs:
             raise ReportError(f"{path} has no finished rounds yet; report again once the first round is done")
+        per_path.append((path, recs))
+    rows = [(r.arm, r.run_id, r.source) for _, recs in per_path for r in recs]
+    labels, mixed = _arm_labels(rows + [(p.arm, p.run_id, p.source) for p in points], allow_mixed)
+    records: list[RoundRecord] = []
+    missing: set[tuple[str, int, int]] = set()
+    for path, recs in per_path:
+        recs = [replace(r, arm=labels.get((r.arm, r.run_id), r.arm)) for r in recs]
         records.extend(recs)
         done = {(r.arm, r.seed, r.round) for r in recs}
+        run_id = _recorded_id(path) or next((r.run_id for r in recs if r.run_id), None)
         for (arm, seed), last in _expected_pairs(path, recs).items():
+            arm = labels.get((arm, run_id), arm) if arm not in {r.arm for r in recs} else arm
             missing.update((arm, seed, k) for k in range(last + 1) if (arm, seed, k) not in done)
+    points = [replace(p, arm=labels.get((p.arm, p.run_id), p.arm)) for p in points]
     _check_consistency(records)
     _check_point_duplicates(points)
     missing -= {(r.arm, r.seed, r.round) for r in records}  # another run may hold them
     metrics = tuple(m for m in METRICS if all(m in r.metrics for r in records))
-    return Ledger(records=records, sources=paths, missing=sorted(missing), metrics=metrics, points=points)
+    return Ledger(records=records, sources=paths, missing=sorted(missing), metrics=metrics, points=points, mixed=mixed)

@@ -114,6 +114,13 @@ def status_lines(a: Analysis) -> list[str]:
         lines.append(f"Status: PARTIAL, {n} rounds finished, {len(led.missing)} missing: {T.missing_text(a)}.")
     else:
         lines.append(f"Status: complete, {n} rounds finished.")
+    if led.mixed:
+        lines.append(
+            "Mixed runs (--allow_mixed): arms of one name from runs of different identities (config, budgets, "
+            "data or encoder) are labelled with their run: "
+            + "; ".join(f"{k} is {v}" for k, v in led.mixed.items())
+            + "."
+        )
     if a.baseline is not None:
         lines.append(f"Baseline: {a.baseline}.")
     if a.grid.size:
@@ -148,6 +155,7 @@ def write_report(
     baseline: str = "random",
     html: bool = True,
     echo: bool = True,
+    allow_mixed: bool = False,
 ) -> ReportResult:
     """Write the report of one or more runs (merged by arm and seed).
 
@@ -168,17 +176,20 @@ def write_report(
         baseline: Name of the baseline arm.
         html: Also write ``report.html``.
         echo: Print what the report describes, the status and the summary table (with its legend).
+        allow_mixed: Merge rows of one arm name from runs of different identities, each labelled
+            with its run (``margin [a1b2c3d4]``), instead of refusing them.
 
     Returns:
         The report's folder, files and numbers.
 
     Raises:
-        ReportError: Bad input (missing or malformed ledger, bad option) or an unwritable folder.
+        ReportError: Bad input (missing or malformed ledger, bad option, one arm name from runs of
+            different identities without ``allow_mixed``) or an unwritable folder.
     """
     check_positive_int(seeds_bootstrap, "the number of bootstrap resamples", ReportError)
     if not run_dirs:
         raise ReportError("give at least one run directory")
-    a = analyze(load_ledger(list(run_dirs)), baseline=baseline, n_resamples=seeds_bootstrap)
+    a = analyze(load_ledger(list(run_dirs), allow_mixed=allow_mixed), baseline=baseline, n_resamples=seeds_bootstrap)
     out_dir = Path(out) if out is not None else _default_out(run_dirs[0])
     about, lines = about_lines(a), status_lines(a)
     summary, coverage, budgets = T.summary_table(a), T.coverage_table(a), T.budget_tables(a)

@@ -4,7 +4,7 @@ from lbench.strategies.badge import Badge
 from lbench.strategies.bait import Bait
 from lbench.strategies.base import PoolView, QueryStrategy
 from lbench.strategies.coreset import Coreset
-from lbench.strategies.galaxy import Galaxy
+from lbench.strategies.galaxy import Galaxy, GalaxyBatch
 from lbench.strategies.random import Random
 from lbench.strategies.typiclust import TypiClust
 from lbench.strategies.uncertainty import Confidence, Entropy, Margin
@@ -16,6 +16,7 @@ __all__ = [
     "Coreset",
     "Entropy",
     "Galaxy",
+    "GalaxyBatch",
     "Margin",
     "PoolView",
     "QueryStrategy",

@@ -3,7 +3,12 @@
 A strategy is a pure function of tensors. It sees the model's view of the unlabeled pool
 (probabilities, optionally embeddings) and, where it needs them, the labeled items and the
 labels the pool already holds, and the items requested from a person but not yet labeled
-(pending: diversity strategies count them as already chosen). It never sees an oracle.
+(pending: diversity strategies count them as already chosen).
+
+A strategy never holds an oracle. An *interactive* strategy (``interactive = True``, e.g. GALAXY)
+is handed a label callback for one ``select`` call (simulated runs only): it reveals the label of
+each item right after picking it, before the next pick. Without a callback (a person labels the
+batch, ``lbench select``) an interactive strategy refuses to run.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import re
 import warnings
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -18,7 +24,10 @@ from torch import Tensor
 
 from lbench.errors import BudgetError, ConfigError, check_positive_int
 
-__all__ = ["PoolView", "QueryStrategy"]
+__all__ = ["LabelCallback", "PoolView", "QueryStrategy"]
+
+LabelCallback = Callable[[Tensor], Tensor]
+"""``[m]`` int64 global pool indices -> ``[m]`` int64 labels (``Oracle.query`` has this signature)."""
 
 
 @dataclass(frozen=True)
@@ -112,24 +121,39 @@ class QueryStrategy(ABC):
         requires_labeled: The strategy reads the labeled part of the view.
         requires_model: The strategy ranks items by a trained model's outputs (so ``select``
             refuses to run it without a checkpoint); False for cold-start strategies.
+        interactive: The strategy asks for the label of each item it picks before picking the
+            next (``select(..., oracle=callback)``); it refuses to run without a callback, and
+            its :meth:`_select` takes the callback as the keyword argument ``oracle``.
+        batch_alternative: For an interactive strategy, the class name of its batch-mode
+            variant, named in the refusal.
     """
 
     requires_embeddings: bool = False
     requires_labeled: bool = False
     requires_model: bool = True
+    interactive: bool = False
+    batch_alternative: str | None = None
 
     @property
     def name(self) -> str:
         """Arm name used in results: the class name in snake case (``Margin`` -> ``margin``)."""
         return re.sub(r"(?<!^)(?=[A-Z])", "_", type(self).__name__).lower()
 
-    def select(self, view: PoolView, budget: int, generator: torch.Generator | None = None) -> Tensor:
+    def select(
+        self,
+        view: PoolView,
+        budget: int,
+        generator: torch.Generator | None = None,
+        oracle: LabelCallback | None = None,
+    ) -> Tensor:
         """Choose ``budget`` distinct unlabeled items.
 
         Args:
             view: The pool as the model sees it.
             budget: How many items to choose (> 0).
             generator: Source of randomness; the result is deterministic given its seed.
+            oracle: Label callback for interactive strategies (``[m]`` global pool indices ->
+                ``[m]`` labels), called once per pick; ignored by the others.
 
         Returns:
             ``[budget]`` int64 global pool indices, a subset of ``view.index`` (all of it,
@@ -137,9 +161,12 @@ class QueryStrategy(ABC):
 
         Raises:
             BudgetError: ``budget`` is not positive.
-            ConfigError: The view lacks tensors the strategy needs, or holds NaN or infinite values.
+            ConfigError: The view lacks tensors the strategy needs, or holds NaN or infinite values,
+                or the strategy is interactive and ``oracle`` is None.
         """
         check_positive_int(budget, "budget", BudgetError)
+        if self.interactive and oracle is None:
+            raise self.needs_oracle_error()
         if self.requires_embeddings and view.embeddings is None:
             raise ConfigError(f"query strategy {self.name!r} needs embeddings, but the pool view has none")
         if self.requires_labeled and (view.labeled_index is None or view.labeled_labels is None):
@@ -156,8 +183,19 @@ class QueryStrategy(ABC):
             budget = n_u
         if generator is None:
             generator = torch.Generator().manual_seed(0)
-        positions = self._select(view, budget, generator).to(device=view.index.device, dtype=torch.long)
-        return view.index[positions]
+        if self.interactive:
+            positions = self._select(view, budget, generator, oracle=oracle)  # type: ignore[call-arg]
+        else:
+            positions = self._select(view, budget, generator)
+        return view.index[positions.to(device=view.index.device, dtype=torch.long)]
+
+    def needs_oracle_error(self) -> ConfigError:
+        """The one-line refusal of an interactive strategy that has no label callback."""
+        alt = f"; use {self.batch_alternative} (batch mode) instead" if self.batch_alternative else ""
+        return ConfigError(
+            f"query strategy {self.name!r} is interactive: it needs the label of each pick before the next, "
+            f"which only a simulated oracle gives, not a person labeling a batch{alt}"
+        )
 
     def _check_finite(self, view: PoolView) -> None:
         """Refuse NaN or infinite probabilities or embeddings (a damaged model or cache) in one line."""

@@ -223,7 +223,7 @@ def test_cli_bad_input_is_one_error_line_and_writes_nothing(make_run, capsys):
     run = make_run("bad", [record("random", 0, 0, 0.5), '{"arm": "random", "seed": 0, "round": 1,'])
     assert main([str(run)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1 and "rounds.jsonl:2: not valid JSON" in err
+    assert err.startswith("lbench: error: ") and err.count("\n") == 1 and "rounds.jsonl:2: not valid JSON" in err
     assert not (run / "report").exists()
     assert main([str(run.parent / "missing")]) == 2
     assert main([]) == 2  # argparse: RUN_DIR is required

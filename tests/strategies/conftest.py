@@ -27,3 +27,16 @@ def check_contract(view, out, budget):
     assert set(out.tolist()) <= set(view.index.tolist())
     if view.labeled_index is not None:
         assert not set(out.tolist()) & set(view.labeled_index.tolist())
+
+
+def toy_oracle(view):
+    """A label callback for interactive strategies: a fixed label in ``[0, K)`` per global index."""
+    k = view.num_classes
+    return lambda index: (torch.as_tensor(index).long() * 7 + 3) % k
+
+
+def select(strategy, view, budget, generator=None):
+    """``strategy.select``, with a label callback for an interactive strategy (as a simulated run gives)."""
+    if strategy.interactive:
+        return strategy.select(view, budget, generator, oracle=toy_oracle(view))
+    return strategy.select(view, budget, generator)

@@ -1,10 +1,12 @@
+"""GalaxyBatch: the batch-mode GALAXY variant (no label inside the batch), formerly ``Galaxy``."""
+
 import numpy as np
 import pytest
 import torch
 
 from lbench.errors import ConfigError
 from lbench.strategies.base import PoolView
-from lbench.strategies.galaxy import Galaxy, galaxy_select
+from lbench.strategies.galaxy import GalaxyBatch, galaxy_select
 from tests.conftest import requires_gpu
 
 from .conftest import check_contract
@@ -63,14 +65,14 @@ def reference_galaxy(probs, labels, budget, seed):
 
 def test_contract_and_determinism():
     view = galaxy_view()
-    out = Galaxy().select(view, 15, torch.Generator().manual_seed(3))
+    out = GalaxyBatch().select(view, 15, torch.Generator().manual_seed(3))
     check_contract(view, out, 15)
-    assert torch.equal(out, Galaxy().select(view, 15, torch.Generator().manual_seed(3)))
+    assert torch.equal(out, GalaxyBatch().select(view, 15, torch.Generator().manual_seed(3)))
 
 
 def test_budget_equals_pool():
     view = galaxy_view(n_u=25)
-    out = Galaxy().select(view, 25, torch.Generator().manual_seed(0))
+    out = GalaxyBatch().select(view, 25, torch.Generator().manual_seed(0))
     check_contract(view, out, 25)
 
 
@@ -87,7 +89,7 @@ def test_degenerate_inputs(case):
     if case == "no_labeled":
         n_l, labels, probs = 0, torch.zeros(0, dtype=torch.long), probs[n_l:]
     view = galaxy_view(n_u=n_u, n_l=n_l, k=k, probs=probs, labels=labels)
-    out = Galaxy().select(view, 12, torch.Generator().manual_seed(0))
+    out = GalaxyBatch().select(view, 12, torch.Generator().manual_seed(0))
     check_contract(view, out, 12)
 
 
@@ -125,18 +127,18 @@ def test_errors():
         index=view.index, probs=view.probs, labeled_index=view.labeled_index, labeled_labels=view.labeled_labels
     )
     with pytest.raises(ConfigError):
-        Galaxy().select(no_probs, 3)
+        GalaxyBatch().select(no_probs, 3)
     bad = galaxy_view(labels=torch.full((10,), 7))
     with pytest.raises(ConfigError):
-        Galaxy().select(bad, 3)
+        GalaxyBatch().select(bad, 3)
     with pytest.raises(ConfigError):
-        Galaxy().select(PoolView(index=view.index, probs=view.probs), 3)
+        GalaxyBatch().select(PoolView(index=view.index, probs=view.probs), 3)
 
 
 @pytest.mark.gpu
 @requires_gpu
 def test_gpu_matches_cpu():
-    cpu = Galaxy().select(galaxy_view(n_u=200, n_l=30), 40, torch.Generator().manual_seed(5))
-    gpu = Galaxy().select(galaxy_view(n_u=200, n_l=30, device="cuda"), 40, torch.Generator().manual_seed(5))
+    cpu = GalaxyBatch().select(galaxy_view(n_u=200, n_l=30), 40, torch.Generator().manual_seed(5))
+    gpu = GalaxyBatch().select(galaxy_view(n_u=200, n_l=30, device="cuda"), 40, torch.Generator().manual_seed(5))
     assert gpu.device.type == "cuda"
     assert torch.equal(cpu, gpu.cpu())

@@ -13,13 +13,14 @@ from lbench.strategies import (
     Coreset,
     Entropy,
     Galaxy,
+    GalaxyBatch,
     Margin,
     QueryStrategy,
     Random,
     TypiClust,
 )
 
-from .conftest import check_contract, make_view
+from .conftest import check_contract, make_view, select
 
 STRATEGIES = [
     Random(),
@@ -30,13 +31,14 @@ STRATEGIES = [
     Badge(),
     Bait(),
     Galaxy(),
+    GalaxyBatch(),
     TypiClust(use_faiss=False),
 ]
 
 
 def test_all_strategies_are_covered():
     assert {type(s) for s in STRATEGIES} == set(QueryStrategy.__subclasses__()) | {Confidence, Entropy, Margin}
-    assert len(STRATEGIES) == 9
+    assert len(STRATEGIES) == 10
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES, ids=lambda s: s.name)
@@ -50,11 +52,11 @@ def test_non_finite_inputs_are_refused(strategy, field, value):
     view = dataclasses.replace(view, **{field: bad})
     expected = rf"'{strategy.name}' refuses non-finite .* view\.{field} \(2 of \d+ rows\)"
     with pytest.raises(ConfigError, match=expected) as e:
-        strategy.select(view, 5, torch.Generator().manual_seed(0))
+        select(strategy, view, 5, torch.Generator().manual_seed(0))
     assert "\n" not in str(e.value)
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES, ids=lambda s: s.name)
 def test_finite_inputs_still_work(strategy):
     view = make_view()
-    check_contract(view, strategy.select(view, 5, torch.Generator().manual_seed(0)), 5)
+    check_contract(view, select(strategy, view, 5, torch.Generator().manual_seed(0)), 5)

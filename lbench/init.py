@@ -1,0 +1,223 @@
+"""``lbench init FOLDER [--classes a,b,c] [--out PROJECT_DIR] [--image_size N]``: a project over an image folder.
+
+Writes ``PROJECT_DIR/project.yaml`` (a config for ``lbench fit|select -c``: an
+:class:`~lbench.data.embeddings.EmbeddingDataModule` over an :class:`~lbench.data.project.ImageProject`
+with the offline EfficientNet-Lite0 encoder and a linear :class:`~lbench.modules.ProxyClassifier`),
+``PROJECT_DIR/index.txt`` (the stable pool indices) and ``PROJECT_DIR/pool.json`` (the class names
+and the labels of the images already in class sub-folders, at round 0). Everything is checked
+before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, NoReturn
+
+import torch
+import yaml
+
+from lbench._io import atomic_write_text, check_writable
+from lbench.data.project import UNLABELED_DIR, ImageProject, check_class_names
+from lbench.errors import ConfigError, LbenchError
+from lbench.pool import LabelPool
+
+__all__ = ["DEFAULT_OUT", "build_parser", "main", "project_config"]
+
+#: Default project folder, inside FOLDER (excluded from the pool because it holds the index).
+DEFAULT_OUT = "lbench_project"
+_FILES = ("project.yaml", "pool.json", "index.txt")
+
+_EPILOG = f"""\
+FOLDER holds the images, flat or nested. Images in a top-level sub-folder named like a class
+(FOLDER/cat/x.jpg) are already labeled; all others are unlabeled ('{UNLABELED_DIR}/' is never a class).
+Classes come from --classes (label order) or else from the top-level sub-folders (sorted).
+Files that are not images or cannot be decoded are listed and skipped. New files added to FOLDER
+later are appended to the pool with new indices; old indices never change.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(f"{message} (see lbench init --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``init`` subcommand."""
+    p = _Parser(
+        prog="lbench init",
+        description="Make an active-learning project of an image folder: a config, the pool index and pool.json.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("folder", metavar="FOLDER", help="the image folder")
+    p.add_argument("--classes", metavar="A,B,C", help="class names in label order (default: the class sub-folders)")
+    p.add_argument("--out", metavar="PROJECT_DIR", help=f"project folder (default: FOLDER/{DEFAULT_OUT})")
+    p.add_argument(
+        "--image_size",
+        "--image-size",
+        type=int,
+        default=224,
+        metavar="N",
+        help="images are read at N x N (centre crop) and embedded at that size (default: 224)",
+    )
+    p.add_argument(
+        "--test_dir",
+        "--test-dir",
+        metavar="SUBFOLDER",
+        help="sub-folder of FOLDER with labeled test images (SUBFOLDER/<class>/...), excluded from the pool",
+    )
+    p.add_argument("--force", action="store_true", help="overwrite an existing project (its labels are lost)")
+    return p
+
+
+def project_config(project: ImageProject, out: Path, image_size: int) -> dict[str, Any]:
+    """The ``project.yaml`` content: trainer (with checkpoints under ``out/fit``), model and data."""
+    return {
+        "seed_everything": 0,
+        "trainer": {
+            "accelerator": "auto",
+            "devices": 1,
+            "max_epochs": 10,
+            "enable_checkpointing": True,
+            "log_every_n_steps": 5,
+            "default_root_dir": str(out / "fit"),
+            "callbacks": [{"class_path": "ModelCheckpoint", "init_args": {"save_last": True}}],
+        },
+        "model": {"class_path": "ProxyClassifier", "init_args": {"lr": 0.003, "weight_decay": 0.01}},
+        "data": {
+            "class_path": "EmbeddingDataModule",
+            "init_args": {
+                "dataset": {
+                    "class_path": "ImageProject",
+                    "init_args": {
+                        "root": str(project.root),
+                        "classes": list(project.class_names),
+                        "test_dir": project.test_dir,
+                        "image_size": image_size,
+                        "index_file": str(out / "index.txt"),
+                    },
+                },
+                "encoder": {
+                    "class_path": "EfficientNetLite0Encoder",
+                    "init_args": {"image_size": image_size, "features": "head", "weights": "packaged"},
+                },
+                "cache_dir": str(out / "cache"),
+                "pool_file": str(out / "pool.json"),
+                "batch_size": 64,
+                "samples_per_epoch": 512,
+                "embed_batch_size": 32,
+            },
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``init`` subcommand.
+
+    Args:
+        argv: Arguments after ``init``; None reads ``sys.argv`` (without a leading ``init``).
+
+    Returns:
+        0 on success, 2 on a user error (one line ``lbench: error: ...`` on stderr, nothing written).
+    """
+    if argv is None:
+        argv = sys.argv[1:]
+        if argv[:1] == ["init"]:
+            argv = argv[1:]
+    try:
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as e:  # --help
+            return e.code if isinstance(e.code, int) else 0
+        lines = init_project(args)
+    except LbenchError as e:
+        print(f"lbench: error: {_one_line(str(e))}", file=sys.stderr)
+        return 2
+    for line in lines:
+        print(line)
+    return 0
+
+
+def init_project(args: argparse.Namespace) -> list[str]:
+    """Check everything, then write the project; returns the lines to print.
+
+    Raises:
+        LbenchError: A missing or empty folder, an existing project (without ``--force``), bad or
+            duplicate class names, no classes, a bad image size, an unwritable project folder.
+    """
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        raise ConfigError(f"image folder {folder} does not exist or is not a folder")
+    if args.image_size < 32:
+        raise ConfigError(f"--image_size must be at least 32 (the encoder's minimum), got {args.image_size}")
+    out = (Path(args.out) if args.out else folder / DEFAULT_OUT).absolute()
+    existing = [name for name in _FILES if (out / name).exists()]
+    if existing and not args.force:
+        raise ConfigError(f"{out} already holds a project ({', '.join(existing)}); use --force to start it over")
+    classes = None
+    if args.classes is not None:
+        classes = check_class_names([c.strip() for c in args.classes.split(",")])
+    check_writable(out / "project.yaml")
+    with tempfile.TemporaryDirectory(prefix="lbench-init-") as tmp:
+        index = Path(tmp) / "index.txt"
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            # the project's own index file (so the project folder is excluded from the pool and from the
+            # classes), but read and written in a temporary copy until every check has passed
+            project = ImageProject(str(folder), classes=classes, test_dir=args.test_dir, image_size=args.image_size,
+                                   index_file=str(out / "index.txt"))  # fmt: skip
+            project.index_file = index
+            split = project.pool_split()
+            initial = project.initial_labels()
+            test_n = len(project.test_split()) if args.test_dir is not None else None
+        if len(split) == 0:  # pool_split raises first; kept for clarity
+            raise ConfigError(f"image folder {folder} holds no images")
+        pool = LabelPool(len(split), project.num_classes)
+        pool.set_class_names(list(project.class_names))
+        if initial:
+            idx = sorted(initial)
+            pool.add_labels(torch.tensor(idx), torch.tensor([initial[i] for i in idx]), round=0)
+        config = project_config(project, out, args.image_size)
+        text = f"# lbench project over {project.root} (written by lbench init)\n" + yaml.safe_dump(
+            config, sort_keys=False, allow_unicode=True
+        )
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(index, out / "index.txt")
+    atomic_write_text(out / "project.yaml", text)
+    pool.save(out / "pool.json")
+    counts = pool.label_counts()
+    lines = [f"warning: {w.message}" for w in caught]
+    skipped = split.skipped
+    lines.append(
+        f"found {len(split)} images in {project.root}: {len(initial)} already labeled, {len(split) - len(initial)} "
+        f"unlabeled; {len(skipped)} files skipped (not images or broken)"
+        + (f"; {test_n} test images in {args.test_dir}" if test_n is not None else "; no test split")
+    )
+    lines.append("classes: " + ", ".join(f"{c} ({n})" for c, n in zip(project.class_names, counts, strict=True)))
+    if classes is not None:
+        others = sorted(
+            p.name
+            for p in project.root.iterdir()
+            if p.is_dir()
+            and not p.name.startswith(".")
+            and p.name not in classes
+            and p.absolute() != out
+            and p.name != args.test_dir  # fmt: skip
+        )
+        if others:
+            lines.append(f"note: sub-folders that are not classes (their images are unlabeled): {', '.join(others)}")
+    lines.append(f"wrote {out / 'project.yaml'}, {out / 'pool.json'} and {out / 'index.txt'}")
+    budget = max(1, min(20, len(split) - len(initial)))
+    lines.append(f"next (cold start): lbench select -c {out / 'project.yaml'} --query TypiClust --budget {budget}")
+    return lines
+
+
+def _one_line(message: str) -> str:
+    text = re.sub(r"\s+", " ", message).strip()
+    return text if len(text) <= 600 else text[:597] + "..."

@@ -1,0 +1,174 @@
+"""``lbench init``: a project over an image folder, usable by ``lbench select -c project.yaml``."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from lbench.init import main as init_main
+from lbench.pool import LabelPool
+
+
+def png(path: Path, value: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (20, 16), (value, (3 * value) % 256, 255 - value)).save(path)
+
+
+@pytest.fixture
+def photos(tmp_path) -> Path:
+    """8 unlabeled images (flat and nested), cat/ and dog/ with 2 each, a corrupt image and a text file."""
+    root = tmp_path / "photos"
+    for k in range(5):
+        png(root / f"img_{k}.png", 20 * k)
+    for k in range(3):
+        png(root / "trip" / f"p{k}.png", 20 * k + 7)
+    for k in range(2):
+        png(root / "cat" / f"c{k}.png", 200 + k)
+        png(root / "dog" / f"d{k}.png", 100 + k)
+    (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (root / "readme.txt").write_text("my photos")
+    return root
+
+
+def run_init(args, capsys):
+    rc = init_main([str(a) for a in args])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_init_writes_a_project(photos, tmp_path, capsys):
+    out = tmp_path / "proj"
+    rc, stdout, err = run_init([photos, "--classes", "cat,dog", "--out", out, "--image_size", "32"], capsys)
+    assert rc == 0, err
+    assert "found 12 images" in stdout and "4 already labeled" in stdout and "2 files skipped" in stdout
+    assert "broken.png" in stdout and "readme.txt" in stdout
+    assert "note: sub-folders that are not classes (their images are unlabeled): trip" in stdout
+    assert f"lbench select -c {out / 'project.yaml'} --query TypiClust --budget 8" in stdout
+    pool = LabelPool.load(out / "pool.json")
+    assert pool.size == 12 and pool.class_names == ["cat", "dog"] and pool.label_counts() == [2, 2]
+    assert pool.selected_in_round(0) == pool.labeled_index().tolist()
+    files = (out / "index.txt").read_text().splitlines()[1:]
+    assert {files[i] for i in pool.labeled_index().tolist()} == {"cat/c0.png", "cat/c1.png", "dog/d0.png", "dog/d1.png"}
+    config = yaml.safe_load((out / "project.yaml").read_text())
+    data = config["data"]["init_args"]
+    assert data["pool_file"] == str(out / "pool.json") and data["cache_dir"] == str(out / "cache")
+    assert data["dataset"]["init_args"]["classes"] == ["cat", "dog"]
+    assert data["encoder"]["class_path"] == "EfficientNetLite0Encoder"
+    assert config["model"]["class_path"] == "ProxyClassifier"
+
+
+def test_init_classes_from_folders_and_default_out(photos, capsys):
+    (photos / "trip").rename(photos / "unlabeled")  # never a class
+    rc, stdout, err = run_init([photos], capsys)
+    assert rc == 0, err
+    assert "classes: cat (2), dog (2)" in stdout
+    out = photos / "lbench_project"
+    assert LabelPool.load(out / "pool.json").size == 12
+    rc, stdout, err = run_init([photos, "--force"], capsys)  # the project folder is not a class nor in the pool
+    assert rc == 0, err
+    assert "classes: cat (2), dog (2)" in stdout and "found 12 images" in stdout
+
+
+@pytest.mark.parametrize(
+    ("setup", "args", "message"),
+    [
+        (None, ["{missing}"], "does not exist"),
+        ("empty", ["{empty}", "--classes", "a,b"], "no readable image files"),
+        ("flat", ["{flat}"], "no classes"),
+        (None, ["{photos}", "--classes", "cat,dog,cat"], "'cat' is given twice"),
+        (None, ["{photos}", "--classes", "cat,,dog"], "bad class name"),
+        ("project", ["{photos}", "--classes", "cat,dog"], "already holds a project"),
+        (None, ["{photos}", "--image_size", "8"], "at least 32"),
+        (None, ["{photos}", "--test_dir", "nope"], "does not exist"),
+        (None, ["{photos}", "--bogus"], "unrecognized arguments"),
+    ],
+)
+def test_init_errors_are_one_line_exit_2_nothing_written(photos, tmp_path, capsys, setup, args, message):
+    empty, flat = tmp_path / "empty", tmp_path / "flat"
+    (empty / "sub").mkdir(parents=True)
+    (empty / "sub" / "x.txt").write_text("not an image")
+    png(flat / "x.png", 1)
+    if setup == "project":
+        assert run_init([photos], capsys)[0] == 0
+    before = snapshot(tmp_path)
+    names = {"missing": tmp_path / "missing", "empty": empty, "flat": flat, "photos": photos}
+    rc, stdout, err = run_init([a.format(**names) for a in args], capsys)
+    assert rc == 2 and stdout == ""
+    assert err.count("\n") == 1 and err.startswith("lbench: error: ") and message in err, err
+    assert snapshot(tmp_path) == before
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_select_random_on_an_init_project(photos, tmp_path, capsys):
+    """init -> select --query Random --budget 3 through lbench.cli.main (a test folder: see the next test)."""
+    from lbench.cli import main
+
+    png(photos / "test" / "cat" / "t0.png", 210)
+    png(photos / "test" / "dog" / "t1.png", 110)
+    out = tmp_path / "proj"
+    args = [photos, "--out", out, "--image_size", "32", "--test_dir", "test", "--classes", "cat,dog"]
+    rc, stdout, err = run_init(args, capsys)
+    assert rc == 0, err
+    assert "1 test images" not in stdout and "2 test images in test" in stdout
+    rc = main(["select", "-c", str(out / "project.yaml"), "--query", "Random", "--budget", "3",
+               "--trainer.accelerator", "cpu", "--data.init_args.device", "cpu"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "selected 3 items with" in captured.out
+    with open(out / "selected.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    files = (out / "index.txt").read_text().splitlines()[1:]
+    assert len(rows) == 3 and all(files[int(r["index"])] == r["id"] for r in rows)
+    assert all(not r["id"].startswith(("cat/", "dog/", "test/")) for r in rows)  # unlabeled items only
+    pool = LabelPool.load(out / "pool.json")
+    assert sorted(pool.pending) == sorted(int(r["index"]) for r in rows)
+
+
+def test_select_random_on_a_project_without_test_split(photos, tmp_path, capsys):
+    from lbench.cli import main
+
+    out = tmp_path / "proj"
+    assert run_init([photos, "--out", out, "--image_size", "32", "--classes", "cat,dog"], capsys)[0] == 0
+    rc = main(["select", "-c", str(out / "project.yaml"), "--query", "Random", "--budget", "3",
+               "--trainer.accelerator", "cpu", "--data.init_args.device", "cpu"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+
+
+def test_select_after_new_files_grows_the_pool_and_keeps_the_indices(photos, tmp_path, capsys):
+    """A person adds photos to the folder between two selects: old indices stay, the new ones are unlabeled."""
+    from PIL import Image
+
+    from lbench.cli import main
+
+    out = tmp_path / "proj"
+    assert run_init([photos, "--out", out, "--image_size", "32", "--classes", "cat,dog"], capsys)[0] == 0
+    before = LabelPool.load(out / "pool.json")
+    Image.new("RGB", (12, 10), (200, 10, 10)).save(Path(photos) / "zz_new.png")
+    rc = main(["select", "-c", str(out / "project.yaml"), "--query", "Random", "--budget", "2",
+               "--trainer.accelerator", "cpu", "--data.init_args.device", "cpu"])  # fmt: skip
+    assert rc == 0, capsys.readouterr().err
+    after = LabelPool.load(out / "pool.json")
+    assert after.size == before.size + 1 and torch.equal(after.labels[: before.size], before.labels)
+    assert (out / "index.txt").read_text().splitlines()[-1] == "zz_new.png"
+
+
+def test_run_refuses_a_pool_without_ground_truth(photos, tmp_path, capsys):
+    from lbench.cli import main
+
+    out = tmp_path / "proj"
+    assert run_init([photos, "--out", out, "--image_size", "32", "--classes", "cat,dog"], capsys)[0] == 0
+    rc = main(["run", "-c", str(out / "project.yaml"), "--arms", "[Random]", "--out_dir", str(tmp_path / "r"),
+               "--rounds", "1", "--budget", "2", "--initial_budget", "2",
+               "--trainer.accelerator", "cpu", "--data.init_args.device", "cpu"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 2 and "no ground truth" in err and err.count("\n") == 1
+    assert not (tmp_path / "r").exists() and not (out / "cache").exists()  # refused before embedding anything
