@@ -5,9 +5,14 @@ Trainer, as Lightning 2.x requires. Seeds are derived from ``(seed, round)``, so
 started again in the same ``out_dir`` skips the recorded rounds and ends with the same
 acquisition order as a run that was never stopped.
 
-Outputs in ``out_dir``: ``rounds.jsonl`` (one JSON object per finished round),
-``<arm>/seed_<seed>/pool.json`` (acquisition order), ``<arm>/seed_<seed>/round_XX/`` (Lightning
-logs), ``run.json`` (the run's settings, checked on resume).
+With ``point_eval``, each arm and seed ends with the point evaluation: a model fine-tuned end to
+end on the final labeled set (:mod:`lbench.point_eval`).
+
+Outputs in ``out_dir``: ``rounds.jsonl`` (one JSON object per finished round, with the run's
+``run_id`` and the stop signal's ``stop_kappa``), ``point_eval.jsonl`` (one per arm and seed),
+``<arm>/seed_<seed>/pool.json`` (acquisition order), ``<arm>/seed_<seed>/round_XX/`` and
+``point_eval/`` (Lightning logs), ``run.json`` (the run's settings, config identity and identity
+hash, checked on resume; see :mod:`lbench.run_identity`).
 """
 
 from __future__ import annotations
