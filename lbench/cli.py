@@ -239,7 +239,23 @@ def top_level_help() -> str:
     return "\n".join(lines)
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      line: str | None = None) -> str:  # fmt: skip
+    """Warnings as one line (``UserWarning: ...``), without Python's second line of source code."""
+    return f"{category.__name__}: {' '.join(str(message).split())}\n"
+
+
 def main(args: list[str] | None = None) -> int:
+    """Entry point of ``lbench`` / ``python -m lbench``; returns the exit code (warnings print as one line)."""
+    saved = warnings.formatwarning
+    warnings.formatwarning = _one_line_warning
+    try:
+        return _main(args)
+    finally:
+        warnings.formatwarning = saved
+
+
+def _main(args: list[str] | None = None) -> int:
     """Entry point of ``lbench`` / ``python -m lbench``; returns the exit code.
 
     Exit codes: 0 done, 2 a user error (one line ``lbench: error: ...`` on stderr, nothing

@@ -172,3 +172,21 @@ def test_run_refuses_a_pool_without_ground_truth(photos, tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "no ground truth" in err and err.count("\n") == 1
     assert not (tmp_path / "r").exists() and not (out / "cache").exists()  # refused before embedding anything
+
+
+def test_warnings_print_as_one_line_each(photos, tmp_path):
+    """The broken files a project leaves out are one warning line in select, not message + Python's source line."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "proj"
+    assert init_main([str(photos), "--classes", "cat,dog", "--out", str(out), "--image_size", "32"]) == 0
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run([sys.executable, "-m", "lbench", "select", "-c", str(out / "project.yaml"), "--query",
+                           "Random", "--budget", "1", "--trainer.accelerator", "cpu", "--data.init_args.device", "cpu"],
+                          env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    warning = [line for line in proc.stderr.splitlines() if "broken.png" in line]
+    assert len(warning) == 1 and warning[0].startswith("UserWarning: ")
+    assert not any(line.startswith("  warnings.warn(") for line in proc.stderr.splitlines())
