@@ -141,6 +141,11 @@ class PoolDataModule(L.LightningDataModule):
             if not Path(self.pool_file).exists():
                 raise DataError(f"pool file {self.pool_file} does not exist")
             self.pool = LabelPool.load(self.pool_file)
+            from lbench.label.journal import journal_path, read_journal, replay
+
+            journal = journal_path(self.pool_file)
+            if journal.exists():  # answers journaled by a `label` that stopped before it wrote pool.json
+                replay(self.pool, read_journal(journal), journal)  # in memory; `label`/`select` write it back
             if self.pool.size < self.pool_size and getattr(self.dataset, "grows", False):
                 self.pool.grow(self.pool_size)  # new files in a person's folder: appended, unlabeled
             if self.pool.size != self.pool_size:

@@ -70,3 +70,30 @@ def test_test_split_under_ddp_evaluates_every_item_once(make):
         dm.trainer = Holder(world_size=4, global_rank=rank)
         shards.append(torch.cat([b["index"] for b in dm.test_dataloader()]))
     assert sorted(torch.cat(shards).tolist()) == list(range(len(dm.test_split)))
+
+
+def test_setup_sees_answers_journaled_before_a_crash(tmp_path):
+    """`fit` reads the pool file: answers a crashed `label` journaled but did not write back are replayed."""
+    import shutil
+
+    import torch
+
+    from lbench.data.digits import Digits
+    from lbench.data.embeddings import EmbeddingDataModule
+    from lbench.encoders import PixelEncoder
+    from lbench.label import import_answers
+    from lbench.label.formats import Parsed
+    from lbench.pool import LabelPool
+
+    pool_file = tmp_path / "pool.json"
+    LabelPool(1258, 10).save(pool_file)
+    before = pool_file.read_bytes()
+    import_answers(pool_file, Parsed.from_answers([3, 5], [1, 2], source="test"), annotator="test")
+    shutil.copy(pool_file, tmp_path / "after.json")
+    pool_file.write_bytes(before)  # as if the process died after the journal line, before pool.json
+    dm = EmbeddingDataModule(Digits(), PixelEncoder(native_size=8), cache_dir=str(tmp_path / "cache"),
+                             pool_file=str(pool_file))  # fmt: skip
+    dm.setup("fit")
+    assert dm.pool.labeled_index().tolist() == [3, 5] and dm.pool.labels[[3, 5]].tolist() == [1, 2]
+    assert pool_file.read_bytes() == before  # setup reads, never writes
+    assert torch.equal(dm.pool.labels, LabelPool.load(tmp_path / "after.json").labels)
