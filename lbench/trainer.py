@@ -19,6 +19,7 @@ from lightning.pytorch.callbacks.progress.progress_bar import ProgressBar
 from lightning.pytorch.cli import SaveConfigCallback
 
 from lbench._io import atomic_write, check_writable, remove_stale_temps
+from lbench.batch_export import batch_items, render_batch, write_files
 from lbench.console import LineProgressBar, is_terminal
 from lbench.data.embeddings import EmbeddingDataModule
 from lbench.data.pool_module import PoolDataModule
@@ -135,10 +136,11 @@ class LbenchTrainer(L.Trainer):
         assert loop.selected is not None and loop.view is not None
         pool_dir = Path(datamodule.pool_file).parent
         remove_stale_temps(pool_dir, recursive=False)  # we hold the folder's lock
-        _write_selection(out_path, loop, datamodule)
+        batch = _write_selection(out_path, loop, datamodule, query, pool_dir)
         pool.pending = sorted(set(pool.pending) | set(loop.selected.tolist()))
         pool.save(datamodule.pool_file)
         print(f"selected {len(loop.selected)} items with {query.name}: {out_path}")
+        print(f"batch files: {', '.join(str(p) for p in batch)}")
         assert loop.pool_predictions is not None
         state = select_stop_signal(pool_dir, loop.pool_predictions, seed, num_labeled=pool.num_labeled)
         print(state.line())
@@ -242,7 +244,13 @@ def describe_cache(datamodule: EmbeddingDataModule) -> list[str]:
     return lines
 
 
-def _write_selection(path: Path, loop: ActiveLoop, datamodule: EmbeddingDataModule) -> None:
+def _write_selection(
+    path: Path, loop: ActiveLoop, datamodule: EmbeddingDataModule, query: QueryStrategy, pool_dir: Path
+) -> list[Path]:
+    """Write ``selected.csv`` (``path``) and the numbered batch files next to the pool; returns the batch files.
+
+    Every file is rendered in memory before the first one is written.
+    """
     view = loop.view
     assert view is not None and loop.selected is not None
     pos = {int(i): k for k, i in enumerate(view.index.tolist())}
@@ -250,7 +258,7 @@ def _write_selection(path: Path, loop: ActiveLoop, datamodule: EmbeddingDataModu
     probs = view.probs[rows]
     conf, pred = probs.max(1)
     margin = -margin_scores(probs)
-    names = datamodule.dataset.class_names
+    names = datamodule.dataset.class_names or (datamodule.pool.class_names if datamodule.pool is not None else None)
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["rank", "index", "id", "predicted", "confidence", "margin"])
@@ -258,4 +266,8 @@ def _write_selection(path: Path, loop: ActiveLoop, datamodule: EmbeddingDataModu
         zip(loop.selected.tolist(), pred.tolist(), conf.tolist(), margin.tolist(), strict=True)
     ):
         w.writerow([r, i, datamodule.pool_split.item_id(i), names[p] if names else p, f"{c:.6f}", f"{m:.6f}"])
-    atomic_write(path, lambda f: f.write(buf.getvalue().encode("utf-8")))
+    items = batch_items(loop.selected.tolist(), probs, datamodule.pool_split, names, query)
+    batch = render_batch(pool_dir, items, datamodule.pool_split)
+    data = buf.getvalue().encode("utf-8")
+    atomic_write(path, lambda f: f.write(data))
+    return write_files(batch)

@@ -51,7 +51,10 @@ def test_cold_start_select_writes_next_to_the_pool_and_nothing_in_cwd(project, c
     assert len(rows) == 6
     assert LabelPool.load(folder / "pool.json").pending == sorted(int(r.split(",")[1]) for r in rows[1:])
     assert list(cwd.iterdir()) == []  # no lightning_logs/ or selected.csv in the current directory
-    assert sorted(p.name for p in folder.iterdir()) == ["pool.json", "selected.csv", "stop_predictions.json"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "batch_001.csv", "batch_001.labelstudio.json", "batch_001.png", "pool.json", "selected.csv",
+        "stop_predictions.json",
+    ]  # fmt: skip
     assert "stop signal" in out  # the first select has no previous model to compare with: it says so
 
 
