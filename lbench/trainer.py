@@ -9,7 +9,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import csv
+import hashlib
 import io
+import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,7 @@ from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.callbacks.progress.progress_bar import ProgressBar
 from lightning.pytorch.cli import SaveConfigCallback
 
-from lbench._io import atomic_write, check_writable, remove_stale_temps
+from lbench._io import atomic_write, atomic_write_json, check_writable, read_json, remove_stale_temps
 from lbench.batch_export import batch_items, render_batch, write_files
 from lbench.console import LineProgressBar, is_terminal
 from lbench.data.embeddings import EmbeddingDataModule
@@ -28,6 +31,7 @@ from lbench.experiment import ExperimentSpec, LoggerFactory, format_table, run_e
 from lbench.locks import locked_dir
 from lbench.loop import ActiveLoop
 from lbench.point_eval import PointEvaluation
+from lbench.pool import LabelPool
 from lbench.stopping import select_stop_signal
 from lbench.strategies.base import QueryStrategy
 from lbench.strategies.uncertainty import margin_scores
@@ -62,6 +66,7 @@ class LbenchTrainer(L.Trainer):
         output: str | None = None,
         ckpt_path: str | None = None,
         seed: int = 0,
+        train: bool = False,
     ) -> None:
         """Score the unlabeled pool with a trained model and write the next batch to label.
 
@@ -75,13 +80,19 @@ class LbenchTrainer(L.Trainer):
             ckpt_path: Checkpoint of the trained model (from ``lbench fit``); required unless the
                 strategy works without a trained model (Random, TypiClust).
             seed: Seed of the strategy's randomness.
+            train: Train the model on the current labels first, instead of ``ckpt_path``: with the
+                trainer settings of the config, kept as ``proxy.ckpt`` next to the pool file and
+                reused while the labels stay the same (``proxy.json`` holds their hash).
         """
         if not isinstance(datamodule, EmbeddingDataModule) or datamodule.pool_file is None:
             raise ConfigError("select needs an EmbeddingDataModule with data.pool_file set (the current labels)")
-        if query.requires_model and ckpt_path is None:
+        if train and ckpt_path is not None:
+            raise ConfigError("give --ckpt_path (a trained model) or --train true (train one now), not both")
+        if query.requires_model and ckpt_path is None and not train:
             raise ConfigError(
                 f"query strategy {type(query).__name__} scores the pool with a trained model: give --ckpt_path "
-                "(a checkpoint written by `lbench fit`), or start cold with --query Random or --query TypiClust"
+                "(a checkpoint written by `lbench fit`) or --train true, or start cold with --query Random or "
+                "--query TypiClust"
             )
         if ckpt_path is not None and not Path(ckpt_path).is_file():
             raise ConfigError(f"checkpoint {ckpt_path} does not exist")
@@ -97,7 +108,40 @@ class LbenchTrainer(L.Trainer):
                 from lbench.label import sync_pool
 
                 sync_pool(datamodule.pool_file)
+            if train:
+                ckpt_path = self._train_on_labels(model, datamodule)
             self._select_locked(datamodule, query, budget, out_path, model, ckpt_path, seed)
+
+    def _train_on_labels(self, model: L.LightningModule, datamodule: EmbeddingDataModule) -> str:
+        """``proxy.ckpt`` next to the pool file, trained on its labels now unless it already was."""
+        assert datamodule.pool_file is not None
+        folder = Path(datamodule.pool_file).parent
+        pool = LabelPool.load(datamodule.pool_file)
+        key = hashlib.sha256(pool.labels.numpy().tobytes() + str(pool.num_classes).encode()).hexdigest()[:16]
+        ckpt, meta = folder / "proxy.ckpt", folder / "proxy.json"
+        if ckpt.is_file() and meta.is_file():
+            with contextlib.suppress(OSError, ValueError):
+                if read_json(meta).get("labels") == key:
+                    print(f"the labels did not change since {ckpt} was trained: using it")
+                    return str(ckpt)
+        if pool.num_labeled == 0:
+            raise ConfigError("--train needs labeled items: start cold with --query Random or --query TypiClust")
+        kwargs = copy.copy(self.init_kwargs)
+        kwargs["callbacks"] = [
+            c for c in kwargs.get("callbacks") or [] if not isinstance(c, SaveConfigCallback | Checkpoint)
+        ]
+        kwargs["callbacks"] = [c for c in kwargs["callbacks"] if not isinstance(c, ProgressBar)]
+        kwargs.update(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                      default_root_dir=str(folder))  # fmt: skip
+        trainer = L.Trainer(**kwargs)
+        trainer.fit(copy.deepcopy(model), datamodule=datamodule)
+        if self.is_global_zero:
+            tmp = folder / f".proxy.ckpt.{secrets.token_hex(6)}.tmp"  # as atomic_write names its temp files
+            trainer.save_checkpoint(tmp)
+            os.replace(tmp, ckpt)
+            atomic_write_json(meta, {"labels": key, "num_labeled": pool.num_labeled})
+            print(f"trained on {pool.num_labeled} labels: {ckpt}")
+        return str(ckpt)
 
     def _select_locked(
         self,

@@ -3,6 +3,7 @@
 import shutil
 
 import pytest
+import torch
 
 from lbench.pool import LabelPool
 from tests.conftest import CONFIGS, run_cli
@@ -114,3 +115,24 @@ def test_validation_split_is_held_out_and_stable(smoke_run):
     val = {int(i) for b in dm.val_dataloader() for i in b["index"]}
     assert not train & val and train | val == set(range(400))
     assert val == {i for i in range(400) if mask[i]}
+
+
+def test_select_trains_on_the_labels_when_asked_and_reuses_the_model_until_they_change(project, capsys):
+    folder, cwd, common = project
+    args = ["select", *common, "--query", "Margin", "--budget", "5", "--train", "true",
+            "--trainer.max_epochs", "2", "--trainer.accelerator", "cpu"]  # fmt: skip
+    rc, out, err = run_cli(args, capsys)
+    assert rc == 0, err
+    assert "trained on 80 labels" in out and (folder / "proxy.ckpt").is_file()
+    first = [int(r.split(",")[1]) for r in (folder / "selected.csv").read_text().splitlines()[1:]]
+    trained = (folder / "proxy.ckpt").read_bytes()
+    rc, out, err = run_cli(args, capsys)  # the same labels (5 more pending): the model is reused
+    assert rc == 0 and "did not change" in out and (folder / "proxy.ckpt").read_bytes() == trained
+    pool = LabelPool.load(folder / "pool.json")
+    pool.add_labels(torch.tensor(first), torch.zeros(5, dtype=torch.long), round=5)
+    pool.save(folder / "pool.json")
+    rc, out, err = run_cli(args, capsys)
+    assert rc == 0 and "trained on 85 labels" in out and (folder / "proxy.ckpt").read_bytes() != trained
+    assert list(cwd.iterdir()) == []  # the training logged nothing into the current folder
+    rc, _, err = run_cli([*args, "--ckpt_path", str(folder / "proxy.ckpt")], capsys)
+    assert rc == 2 and "not both" in err
