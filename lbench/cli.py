@@ -30,6 +30,7 @@ import lbench.encoders  # noqa: F401
 import lbench.modules  # noqa: F401
 import lbench.strategies  # noqa: F401
 from lbench import console
+from lbench._subcommand import error_line
 from lbench.distributed import release_process_group
 from lbench.errors import ConfigError, LbenchError
 from lbench.loggers import ConfiguredLoggers
@@ -186,11 +187,6 @@ def _strategy_names() -> list[str]:
     return [n for n in lbench.strategies.__all__ if n not in ("PoolView", "QueryStrategy")]
 
 
-def _one_line(message: str) -> str:
-    text = re.sub(r"\s+", " ", message).strip()
-    return text if len(text) <= 400 else text[:397] + "..."
-
-
 def packaged_configs() -> list[str]:
     """Names of the configs shipped with the package (``default``, ``model/mlp``, ...)."""
     root = resources.files("lbench") / "configs"
@@ -307,16 +303,16 @@ def _main(args: list[str] | None = None) -> int:
             )
             console.check_interrupt()  # a Ctrl-C whose exception a finaliser swallowed
     except LbenchError as e:
-        print(f"lbench: error: {_one_line(str(e))}", file=sys.stderr)
+        print(f"lbench: error: {error_line(str(e), limit=400)}", file=sys.stderr)
         return 2
     except ArgumentError as e:
-        print(f"lbench: error: {_one_line(_explain(str(e)))}", file=sys.stderr)
+        print(f"lbench: error: {error_line(_explain(str(e)), limit=400)}", file=sys.stderr)
         return 2
     except ValueError as e:  # jsonargparse wraps what a constructor inside a Union type raised
         cause = _lbench_cause(e)
         if cause is None:
             raise
-        print(f"lbench: error: {_one_line(str(cause))}", file=sys.stderr)
+        print(f"lbench: error: {error_line(str(cause), limit=400)}", file=sys.stderr)
         return 2
     except (console.Interrupted, KeyboardInterrupt):
         at = console.where["at"] or "the start"

@@ -11,20 +11,19 @@ before anything is written.
 from __future__ import annotations
 
 import argparse
-import re
 import shutil
-import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import torch
 import yaml
 
 from lbench._io import atomic_write_text, check_writable
+from lbench._subcommand import SubcommandParser, run_subcommand
 from lbench.data.project import UNLABELED_DIR, ImageProject, check_class_names
-from lbench.errors import ConfigError, LbenchError
+from lbench.errors import ConfigError
 from lbench.pool import LabelPool
 
 __all__ = ["DEFAULT_OUT", "build_parser", "main", "project_config"]
@@ -42,14 +41,9 @@ later are appended to the pool with new indices; old indices never change.
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise ConfigError(f"{message} (see lbench init --help)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``init`` subcommand."""
-    p = _Parser(
+    p = SubcommandParser(
         prog="lbench init",
         description="Make an active-learning project of an image folder: a config, the pool index and pool.json.",
         epilog=_EPILOG,
@@ -126,22 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     Returns:
         0 on success, 2 on a user error (one line ``lbench: error: ...`` on stderr, nothing written).
     """
-    if argv is None:
-        argv = sys.argv[1:]
-        if argv[:1] == ["init"]:
-            argv = argv[1:]
-    try:
-        try:
-            args = build_parser().parse_args(argv)
-        except SystemExit as e:  # --help
-            return e.code if isinstance(e.code, int) else 0
-        lines = init_project(args)
-    except LbenchError as e:
-        print(f"lbench: error: {_one_line(str(e))}", file=sys.stderr)
-        return 2
-    for line in lines:
-        print(line)
-    return 0
+    return run_subcommand("init", argv, build_parser(), init_project)
 
 
 def init_project(args: argparse.Namespace) -> list[str]:
@@ -216,8 +195,3 @@ def init_project(args: argparse.Namespace) -> list[str]:
     budget = max(1, min(20, len(split) - len(initial)))
     lines.append(f"next (cold start): lbench select -c {out / 'project.yaml'} --query TypiClust --budget {budget}")
     return lines
-
-
-def _one_line(message: str) -> str:
-    text = re.sub(r"\s+", " ", message).strip()
-    return text if len(text) <= 600 else text[:597] + "..."

@@ -23,7 +23,7 @@ from lbench.data.base import ArraySplit
 from lbench.errors import DataError
 from lbench.pool import LabelPool
 from tests.conftest import CONFIGS, run_cli
-from tests.test_init import png, run_init
+from tests.test_init import run_init, write_photos
 
 CPU = ["--trainer.accelerator", "cpu", "--data.init_args.device", "cpu"]
 
@@ -36,14 +36,7 @@ def rows_of(path: Path) -> list[dict[str, str]]:
 @pytest.fixture
 def image_project(tmp_path, capsys) -> Path:
     """An ImageProject via ``lbench init``: 8 unlabeled PNGs, cat/ and dog/ with 2 each."""
-    root = tmp_path / "photos"
-    for k in range(5):
-        png(root / f"img_{k}.png", 20 * k)
-    for k in range(3):
-        png(root / "trip" / f"p{k}.png", 20 * k + 7)
-    for k in range(2):
-        png(root / "cat" / f"c{k}.png", 200 + k)
-        png(root / "dog" / f"d{k}.png", 100 + k)
+    root = write_photos(tmp_path / "photos")
     out = tmp_path / "proj"
     rc, _, err = run_init([root, "--out", out, "--image_size", "32", "--classes", "cat,dog"], capsys)
     assert rc == 0, err

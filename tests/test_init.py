@@ -19,10 +19,8 @@ def png(path: Path, value: int) -> None:
     Image.new("RGB", (20, 16), (value, (3 * value) % 256, 255 - value)).save(path)
 
 
-@pytest.fixture
-def photos(tmp_path) -> Path:
-    """8 unlabeled images (flat and nested), cat/ and dog/ with 2 each, a corrupt image and a text file."""
-    root = tmp_path / "photos"
+def write_photos(root: Path) -> Path:
+    """8 unlabeled images (flat and nested) and cat/ and dog/ with 2 each, under ``root``."""
     for k in range(5):
         png(root / f"img_{k}.png", 20 * k)
     for k in range(3):
@@ -30,6 +28,13 @@ def photos(tmp_path) -> Path:
     for k in range(2):
         png(root / "cat" / f"c{k}.png", 200 + k)
         png(root / "dog" / f"d{k}.png", 100 + k)
+    return root
+
+
+@pytest.fixture
+def photos(tmp_path) -> Path:
+    """The images of :func:`write_photos`, a corrupt image and a text file."""
+    root = write_photos(tmp_path / "photos")
     (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     (root / "readme.txt").write_text("my photos")
     return root

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import re
-import sys
-from typing import NoReturn
 
-from lbench.errors import ConfigError, LbenchError
+from lbench._subcommand import SubcommandParser, run_subcommand
+from lbench.errors import ConfigError
 from lbench.label.core import Outcome, import_answers
 from lbench.label.formats import FORMATS, read_label_file
 from lbench.label.journal import JOURNAL_NAME
@@ -27,14 +25,9 @@ mapped to pool indices with the selected.csv / batch_*.csv files next to the poo
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise ConfigError(f"{message} (see lbench label --help)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``label`` subcommand."""
-    p = _Parser(
+    p = SubcommandParser(
         prog="lbench label",
         description="Import the labels a person gave (CSV, JSON or a Label Studio export) into a pool file.",
         epilog=_EPILOG,
@@ -89,41 +82,26 @@ def main(argv: list[str] | None = None) -> int:
     Returns:
         0 on success, 2 on a user error (one line ``lbench: error: ...`` on stderr, nothing written).
     """
-    if argv is None:
-        argv = sys.argv[1:]
-        if argv[:1] == ["label"]:
-            argv = argv[1:]
-    try:
-        try:
-            args = build_parser().parse_args(argv)
-        except SystemExit as e:  # --help
-            return e.code if isinstance(e.code, int) else 0
-        if args.wait < 0:
-            raise ConfigError(f"--wait must be >= 0 seconds, got {args.wait:g}")
-        classes = None if args.classes is None else args.classes.split(",")
-        parsed = read_label_file(args.file, args.format) if args.file is not None else None
-        outcome = import_answers(
-            args.pool,
-            parsed,
-            classes=classes,
-            allow_new_classes=args.allow_new_classes,
-            clear_pending=args.clear_pending,
-            annotator=args.annotator,
-            ids_from=args.ids_from,
-            wait=args.wait,
-            dry_run=args.dry_run,
-        )
-    except LbenchError as e:
-        print(f"lbench: error: {_one_line(str(e))}", file=sys.stderr)
-        return 2
-    for line in describe(outcome, dry_run=args.dry_run, has_file=args.file is not None):
-        print(line)
-    return 0
+    return run_subcommand("label", argv, build_parser(), _label)
 
 
-def _one_line(message: str) -> str:
-    text = re.sub(r"\s+", " ", message).strip()
-    return text if len(text) <= 600 else text[:597] + "..."
+def _label(args: argparse.Namespace) -> list[str]:
+    if args.wait < 0:
+        raise ConfigError(f"--wait must be >= 0 seconds, got {args.wait:g}")
+    classes = None if args.classes is None else args.classes.split(",")
+    parsed = read_label_file(args.file, args.format) if args.file is not None else None
+    outcome = import_answers(
+        args.pool,
+        parsed,
+        classes=classes,
+        allow_new_classes=args.allow_new_classes,
+        clear_pending=args.clear_pending,
+        annotator=args.annotator,
+        ids_from=args.ids_from,
+        wait=args.wait,
+        dry_run=args.dry_run,
+    )
+    return describe(outcome, dry_run=args.dry_run, has_file=args.file is not None)
 
 
 def _some(index: list[int], n: int = 10) -> str:
