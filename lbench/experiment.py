@@ -35,6 +35,7 @@ from lbench._io import atomic_write_json, atomic_write_text, read_json, remove_s
 from lbench.console import progress
 from lbench.data.pool_module import PoolDataModule
 from lbench.errors import BudgetError, ConfigError, check_positive_int
+from lbench.faults import kill_point
 from lbench.locks import LockedError, locked_dir
 from lbench.loop import ActiveLoop
 from lbench.oracle import Oracle
@@ -42,6 +43,7 @@ from lbench.phase import pool_accuracy, record_scores, run_phase
 from lbench.point_eval import PointEvaluation
 from lbench.pool import LabelPool
 from lbench.report.ledger import read_json_lines, read_ledger_file, read_point_eval_file
+from lbench.round_phases import RoundFiles, clear_work, run_round_phases
 from lbench.run_identity import (
     check_point_eval_resume,
     check_resume,
@@ -49,6 +51,7 @@ from lbench.run_identity import (
     config_identity,
     point_eval_identity,
 )
+from lbench.scores import SCORE_DTYPES
 from lbench.stopping import record_kappa, stop_predictions
 from lbench.strategies.base import QueryStrategy
 
@@ -149,6 +152,8 @@ def _round_seed(seed: int, rnd: int) -> int:
 POINT_EVAL = "point_eval"
 """Name of the point-evaluation phase (its log folder, its logger version's suffix)."""
 POINT_EVAL_FILE = "point_eval.jsonl"
+WORK = "work"
+"""Folder (in ``<arm>/seed_<s>/``) of the unfinished round's phase outputs (:mod:`lbench.round_phases`)."""
 POINT_EVAL_ROUND = 50_000
 """Seeds of the point evaluation are derived as those of a round with this number (no run has as many)."""
 
@@ -164,6 +169,7 @@ def run_experiment(
     progress_bar: bool = True,
     logger_factory: LoggerFactory | None = None,
     point_eval: PointEvaluation | None = None,
+    score_dtype: str = "float32",
 ) -> list[dict[str, Any]]:
     """Run, resume or extend a simulated active-learning experiment.
 
@@ -192,6 +198,9 @@ def run_experiment(
             final labeled set and record it in ``point_eval.jsonl`` (see :mod:`lbench.point_eval`).
             Its settings are checked on resume apart from the rounds': adding it to a finished
             run evaluates the run's labeled sets without redoing a round.
+        score_dtype: Storage type of the pool's score shards (:mod:`lbench.scores`): ``float32``
+            (selections exactly those of one process in memory) or ``float16`` (half the disk and
+            rank 0 memory, for large pools).
 
     Returns:
         All round records of the run (including ones recorded before a resume).
@@ -225,6 +234,7 @@ def run_experiment(
             logger_factory,
             lock,
             point_eval,
+            score_dtype,
         )
 
 
@@ -243,7 +253,10 @@ def _run_experiment(
     logger_factory: LoggerFactory | None,
     lock: Callable[[], None],
     point_eval: PointEvaluation | None,
+    score_dtype: str,
 ) -> list[dict[str, Any]]:
+    if score_dtype not in SCORE_DTYPES:
+        raise ConfigError(f"score_dtype must be one of {', '.join(SCORE_DTYPES)}, got {score_dtype!r}")
     trainer_kwargs = dict(trainer_kwargs or {})
     if logger_factory is None and trainer_kwargs.get("logger") not in (None, True, False):
         raise ConfigError("a run trains one model per round: pass logger_factory to build a logger per round")
@@ -304,13 +317,14 @@ def _run_experiment(
                 pool = _restore_pool(datamodule, arm_dir / "pool.json", last)
                 if pool.num_labeled == 0:
                     pool.add_labels(initial, oracle.query(initial), round=0)
+                if is_zero:  # work folders of recorded rounds (a kill after the record, before the cleanup)
+                    clear_work(arm_dir / WORK, keep_from=last + 1)
                 for rnd in range(last + 1, spec.rounds + 1):
                     console.check_interrupt()
                     console.where["at"] = f"{arm.name} seed {seed} round {rnd}"
                     logger = logger_factory(arm.name, seed, rnd) if logger_factory is not None else None
-                    rec = _run_round(
-                        spec, arm, seed, rnd, model, datamodule, pool, oracle, arm_dir, trainer_kwargs, logger
-                    )
+                    rec = _run_round(spec, arm, seed, rnd, model, datamodule, pool, oracle, arm_dir, trainer_kwargs,
+                                     logger, score_dtype)  # fmt: skip
                     rec["stop_kappa"] = record_kappa(records, rec)  # vs the previous round's record (resume-exact)
                     rec["embed_seconds"] = 0.0  # one shared cost of the run, in run.json's description
                     rec["run_id"] = run_id  # the run's identity (run.json), checked by the report when merging
@@ -318,6 +332,9 @@ def _run_experiment(
                     if is_zero:
                         pool.save(arm_dir / "pool.json")
                         atomic_write_text(out / "rounds.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+                        if rnd == spec.rounds:  # the last round selects nothing: no rank reads its folder
+                            clear_work(arm_dir / WORK)
+                    kill_point("acquire", rnd, arm.name, seed)
                     bar.update(1)
                     if hasattr(bar, "set_postfix_str"):
                         bar.set_postfix_str(f"{arm.name} seed {seed} round {rnd}: acc {100 * rec['test_acc']:.1f}%")
@@ -359,7 +376,7 @@ def _point_evaluate(
     loop = ActiveLoop(arm, None, seed=phase_seed, pool=pool)
     kwargs = phase_trainer_kwargs(point_eval.trainer_kwargs(trainer_kwargs), loop, arm_dir, POINT_EVAL, logger)
     result = run_phase(model, images, kwargs, loop)
-    scores = record_scores(result, loop, pool, oracle)
+    scores = record_scores(result.metrics, loop.pool_predictions, pool, oracle)
     return {
         "arm": arm.name,
         "seed": seed,
@@ -417,18 +434,29 @@ def _run_round(
     arm_dir: Path,
     trainer_kwargs: dict[str, Any],
     logger: Logger | list[Logger] | None,
+    score_dtype: str,
 ) -> dict[str, Any]:
+    """Run (or finish, after a kill) one round's phases and acquire its selection; the round's record."""
     round_seed = _round_seed(seed, rnd)
     L.seed_everything(round_seed, verbose=False)
     model = copy.deepcopy(template)
     datamodule.pool = pool
     selecting = rnd < spec.rounds
-    loop = ActiveLoop(arm, spec.budget if selecting else None, seed=round_seed, pool=pool, oracle=oracle)
-    kwargs = phase_trainer_kwargs(trainer_kwargs, loop, arm_dir, f"round_{rnd:02d}", logger)
+    files = RoundFiles(arm_dir / WORK / f"round_{rnd:02d}")
+    fresh = files.next_phase(selecting) == "fit"
+    kwargs = phase_trainer_kwargs(trainer_kwargs, None, arm_dir, f"round_{rnd:02d}", logger, fresh=fresh)
     if getattr(datamodule, "shards_itself", False):  # one global batch sequence for any number of ranks
         kwargs["use_distributed_sampler"] = False
-    result = run_phase(model, datamodule, kwargs, loop)
-    selected = loop.selected if selecting and loop.selected is not None else torch.empty(0, dtype=torch.long)
+    is_zero = rank_zero_only.rank == 0
+
+    def after(phase: str) -> None:
+        if phase == "fit" and is_zero:  # every rank is past the earlier rounds (fit is collective)
+            clear_work(arm_dir / WORK, keep_from=rnd)
+        kill_point(phase, rnd, arm.name, seed)
+
+    out = run_round_phases(model, datamodule, kwargs, files, pool, arm, spec.budget if selecting else None,
+                           round_seed, oracle, score_dtype, after)  # fmt: skip
+    scores = record_scores(out.metrics, out.pool_predictions, pool, oracle)
     record = {
         "arm": arm.name,
         "seed": seed,
@@ -436,38 +464,40 @@ def _run_round(
         "num_labeled": pool.num_labeled,
         "budget": spec.budget,
         "num_classes": pool.num_classes,
-        **record_scores(result, loop, pool, oracle),
-        "train_seconds": result.train_seconds,
-        "test_seconds": result.test_seconds,
-        "score_seconds": result.score_seconds,
-        "select_seconds": round(loop.select_seconds, 4) if selecting else 0.0,
-        "selected": selected.tolist(),
+        **scores,
+        "train_seconds": out.train_seconds,
+        "test_seconds": out.test_seconds,
+        "score_seconds": out.score_seconds,
+        "select_seconds": out.select_seconds,
+        "selected": out.selected.tolist(),
         "label_counts": pool.label_counts(),
         "query": repr(arm),
         "rounds_total": spec.rounds,
-        "stop_predictions": stop_predictions(loop.pool_predictions, seed),  # see lbench.stopping
+        "stop_predictions": stop_predictions(out.pool_predictions, seed),  # see lbench.stopping
     }
     if selecting:
-        pool.add_labels(selected, oracle.query(selected), round=rnd + 1)
+        pool.add_labels(out.selected, oracle.query(out.selected), round=rnd + 1)
     return record
 
 
 def phase_trainer_kwargs(
     trainer_kwargs: dict[str, Any],
-    loop: ActiveLoop,
+    loop: ActiveLoop | None,
     arm_dir: Path,
     name: str,
     logger: Logger | list[Logger] | None,
+    fresh: bool = True,
 ) -> dict[str, Any]:
     """The Trainer arguments of one phase (a round, or the point evaluation) of an arm and seed.
 
-    Adds ``loop`` to the callbacks; logs to ``logger``, or (unless logging is off) a CSV logger in
-    ``arm_dir/name``; removes what an unfinished earlier attempt at the phase left in that folder.
+    Adds ``loop`` (when given) to the callbacks; logs to ``logger``, or (unless logging is off) a
+    CSV logger in ``arm_dir/name``; when ``fresh`` (the phase starts from the beginning), removes
+    what an unfinished earlier attempt left in that folder.
     """
     kwargs = copy.deepcopy(trainer_kwargs)
-    kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), loop]
+    kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), *([loop] if loop is not None else [])]
     phase_dir = arm_dir / name
-    if rank_zero_only.rank == 0 and phase_dir.exists():
+    if fresh and rank_zero_only.rank == 0 and phase_dir.exists():
         shutil.rmtree(phase_dir)  # the logs of an unfinished attempt at this phase (resume)
     if logger is not None:
         kwargs["logger"] = logger

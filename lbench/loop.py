@@ -20,9 +20,10 @@ from typing_extensions import override
 from lbench.errors import ConfigError
 from lbench.oracle import Oracle
 from lbench.pool import LabelPool
+from lbench.scores import sort_unique_rows
 from lbench.strategies.base import PoolView, QueryStrategy
 
-__all__ = ["ActiveLoop", "gather_rows"]
+__all__ = ["ActiveLoop", "gather_rows", "make_view", "predicted_classes", "select_batch"]
 
 
 def gather_rows(trainer: L.Trainer, rows: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -46,11 +47,48 @@ def gather_rows(trainer: L.Trainer, rows: dict[str, Tensor]) -> dict[str, Tensor
             padded[k] = g.reshape(-1, *v.shape[1:])
         keep = padded["index"] >= 0
         rows = {k: v[keep] for k, v in padded.items()}
-    order = torch.argsort(rows["index"])
-    index = rows["index"][order]
-    dup = torch.zeros_like(index, dtype=torch.bool)
-    dup[1:] = index[1:] == index[:-1]  # padded samplers may repeat items
-    return {k: v[order][~dup] for k, v in rows.items()}
+    return sort_unique_rows(rows)
+
+
+def predicted_classes(rows: dict[str, Tensor], pool_size: int) -> Tensor:
+    """``[pool_size]`` predicted class of every scored pool item (``-1`` for an item not scored)."""
+    out = torch.full((pool_size,), -1, dtype=torch.long)
+    out[rows["index"].long().cpu()] = rows["probs"].argmax(1).cpu()
+    return out
+
+
+def select_batch(
+    rows: dict[str, Tensor],
+    pool: LabelPool,
+    query: QueryStrategy,
+    budget: int,
+    seed: int,
+    oracle: Oracle | Callable[[Tensor], Tensor] | None = None,
+) -> tuple[Tensor, PoolView, float]:
+    """Run ``query`` on the scored pool rows: the one selection path of ``run``, ``select`` and ActiveLoop.
+
+    Args:
+        rows: ``index``, ``probs`` (and ``embeddings``) of the pool's items, sorted by index.
+        pool: The label pool (labeled, pending and skipped items).
+        query: The strategy.
+        budget: Items to select.
+        seed: Seed of the strategy's generator.
+        oracle: Answers an interactive strategy's requests inside the batch (simulated runs).
+
+    Returns:
+        The chosen pool indices (CPU), the :class:`PoolView` the strategy saw, and its seconds.
+    """
+    t0 = time.perf_counter()
+    view = make_view(rows, pool)
+    gen = torch.Generator().manual_seed(seed)
+    if getattr(query, "interactive", False):
+        if oracle is None:
+            raise query.needs_oracle_error()
+        answer = oracle.query if isinstance(oracle, Oracle) else oracle
+        picked = query.select(view, budget, generator=gen, oracle=answer).cpu()
+    else:
+        picked = query.select(view, budget, generator=gen).cpu()
+    return torch.as_tensor(picked, dtype=torch.long), view, time.perf_counter() - t0
 
 
 class ActiveLoop(Callback):
@@ -128,18 +166,11 @@ class ActiveLoop(Callback):
         self._rows = []
         picked = torch.empty(0, dtype=torch.long)
         if trainer.is_global_zero:
-            self.pool_predictions = torch.full((pool.size,), -1, dtype=torch.long)
-            self.pool_predictions[rows["index"].long().cpu()] = rows["probs"].argmax(1).cpu()
+            self.pool_predictions = predicted_classes(rows, pool.size)
         if trainer.is_global_zero and self.budget is not None:
-            t0 = time.perf_counter()
-            self.view = make_view(rows, pool)
-            gen = torch.Generator().manual_seed(self.seed)
-            if getattr(self.query, "interactive", False):
-                oracle = self.oracle.query if isinstance(self.oracle, Oracle) else self.oracle
-                picked = self.query.select(self.view, self.budget, generator=gen, oracle=oracle).cpu()
-            else:
-                picked = self.query.select(self.view, self.budget, generator=gen).cpu()
-            self.select_seconds = time.perf_counter() - t0
+            picked, self.view, self.select_seconds = select_batch(
+                rows, pool, self.query, self.budget, self.seed, self.oracle
+            )
         picked = trainer.strategy.broadcast(picked, src=0)
         self.selected = torch.as_tensor(picked, dtype=torch.long).cpu()
 

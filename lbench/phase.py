@@ -72,12 +72,18 @@ def run_phase(
     )
 
 
-def record_scores(result: PhaseResult, loop: ActiveLoop, pool: LabelPool, oracle: Oracle) -> dict[str, float]:
+def record_scores(
+    metrics: dict[str, float], pool_predictions: Tensor | None, pool: LabelPool, oracle: Oracle
+) -> dict[str, float]:
     """The scores a record keeps: test accuracy, balanced accuracy, macro F1, minimum class accuracy, pool accuracy.
 
-    ``pool_acc`` is present for simulated oracles only (see :func:`pool_accuracy`).
+    Args:
+        metrics: ``trainer.test``'s metrics (``test/acc``, ...).
+        pool_predictions: ``[pool size]`` predicted classes (None on ranks other than 0).
+        pool: The label pool.
+        oracle: The oracle; ``pool_acc`` is present for simulated oracles only (see :func:`pool_accuracy`).
     """
-    m = result.metrics
+    m = metrics
     out = {
         "test_acc": m["test/acc"],
         "test_balanced_acc": m["test/balanced_acc"],
@@ -85,7 +91,7 @@ def record_scores(result: PhaseResult, loop: ActiveLoop, pool: LabelPool, oracle
     }
     if "test/min_class_acc" in m:
         out["test_min_class_acc"] = m["test/min_class_acc"]
-    if loop.pool_predictions is not None and (acc := pool_accuracy(pool, loop.pool_predictions, oracle)) is not None:
+    if pool_predictions is not None and (acc := pool_accuracy(pool, pool_predictions, oracle)) is not None:
         out["pool_acc"] = acc
     return out
 

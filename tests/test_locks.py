@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from lbench.locks import LockedError, locked_dir
+from lbench.locks import LockedError, holder_of, locked_dir
 from lbench.pool import LabelPool
 from tests.conftest import CONFIGS, run_cli
 
@@ -43,7 +43,31 @@ def test_lock_excludes_other_processes_and_dies_with_its_holder(tmp_path, holder
     proc.send_signal(signal.SIGKILL)  # kill -9 leaves no stale lock
     proc.wait()
     with locked_dir(tmp_path, "thing", "wait"):
-        assert list(tmp_path.iterdir()) == []  # no lock file is created
+        assert holder_of(tmp_path).startswith(f"pid {os.getpid()} on host ")  # the holder file names us
+    assert list(tmp_path.iterdir()) == []  # and is gone on release
+
+
+def test_a_refused_process_is_told_who_holds_the_lock(tmp_path):
+    script = (
+        "import sys, time; from lbench.locks import locked_dir\n"
+        "with locked_dir(sys.argv[1], 'thing', 'wait'):\n    print('held', flush=True); time.sleep(60)\n"
+    )
+    p = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "held"
+        with pytest.raises(LockedError, match=rf"in use by another lbench process \(pid {p.pid} on host .+\); wait"):
+            with locked_dir(tmp_path, "thing", "wait"):
+                pass
+        p.send_signal(signal.SIGKILL)  # dies holding it: the holder file stays, the flock goes
+        p.wait()
+        assert holder_of(tmp_path).startswith(f"pid {p.pid} ")
+        with pytest.warns(UserWarning, match=rf"took over the lock of thing from pid {p.pid} on host .+ no longer running"):
+            with locked_dir(tmp_path, "thing", "wait"):
+                assert holder_of(tmp_path).startswith(f"pid {os.getpid()} ")
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        p.kill()
+        p.wait()
 
 
 def test_run_refuses_a_directory_another_run_holds(smoke_run, tmp_path, holder, capsys):

@@ -19,6 +19,7 @@ from lbench.cache.files import create, open_array
 from lbench.cache.meta import FORMAT, Meta, fingerprint_key
 from lbench.cache.store import Store
 from lbench.console import LineProgressBar, is_terminal
+from lbench.distributed import launched_rank, wait_until
 from lbench.encoders.base import Encoder
 from lbench.errors import CacheError
 from lbench.locks import locked_dir
@@ -157,6 +158,9 @@ class EmbeddingCache:
         names = views.names()
         stems = [view_stem(views, n) for n in names]
         rank = trainer.global_rank if trainer is not None else 0
+        if trainer is None and launched_rank() != 0:  # torchrun/srun: rank 0 builds alone, the others wait
+            wait_until(lambda: _complete(folder, fp, encoder.embed_dim, stems), f"the embedding cache {folder}")
+            return Store(Meta.read(folder, fp, encoder.embed_dim), names, stems, verify=self.verify)
         with contextlib.ExitStack() as held:
             meta = self._prepare(split, encoder, fp, folder, views, names, stems, held) if rank == 0 else None
             _barrier(trainer)
@@ -271,3 +275,12 @@ class EmbeddingCache:
                 journal.unlink()
         except OSError as e:
             raise CacheError(f"cannot write the embedding cache {meta.folder} ({e}); fix the cause and rerun") from e
+
+
+def _complete(folder: Path, fp: dict[str, Any], dim: int, stems: list[str]) -> bool:
+    """Whether the cache in ``folder`` has every view in ``stems`` finished (what waiting ranks poll)."""
+    try:
+        meta = Meta.read(folder, fp, dim)
+    except CacheError:
+        return False  # being written
+    return meta is not None and meta.is_complete(stems)

@@ -1,0 +1,65 @@
+"""A run killed (SIGKILL) after any phase of a round resumes at the first missing output and ends as if never killed.
+
+``LBENCH_KILL_AFTER=<phase>:<round>`` makes the driver kill itself (lbench.faults); the resumed
+run's ``pool.json`` and ``rounds.jsonl`` must equal those of an uninterrupted run (wall times
+aside), and the phases whose output was on disk must not run again.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import CONFIGS
+
+ARGS = ["-c", str(CONFIGS / "smoke.yaml"), "--arms", "[Badge]", "--seeds", "[0]", "--rounds", "2",
+        "--report", "false"]  # fmt: skip
+TIMES = ("train_seconds", "test_seconds", "score_seconds", "select_seconds")
+
+
+def _lbench(tmp_path, out, kill=None, extra=()):
+    env = {**os.environ, "PYTHONPATH": str(CONFIGS.parent)}
+    env.pop("LBENCH_KILL_AFTER", None)
+    if kill:
+        env["LBENCH_KILL_AFTER"] = kill
+    cmd = [sys.executable, "-m", "lbench", "run", *ARGS, "--out_dir", str(out),
+           "--data.init_args.cache_dir", str(tmp_path / "cache"), *extra]  # fmt: skip
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+
+
+def _state(out):
+    rows = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
+    rows = [{k: v for k, v in r.items() if k not in TIMES} for r in rows]
+    return rows, json.loads((out / "badge" / "seed_0" / "pool.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("kill")
+    proc = _lbench(tmp, tmp / "whole")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not (tmp / "whole" / "badge" / "seed_0" / "work").exists()  # phase outputs are removed when done
+    return tmp, _state(tmp / "whole")
+
+
+@pytest.mark.parametrize("phase", ["fit", "test", "score", "select", "acquire"])
+def test_killed_after_a_phase_resumes_to_the_uninterrupted_result(uninterrupted, phase):
+    tmp, expected = uninterrupted
+    out = tmp / f"killed_{phase}"
+    killed = _lbench(tmp, out, kill=f"{phase}:1")
+    assert killed.returncode == -signal.SIGKILL
+    work = out / "badge" / "seed_0" / "work" / "round_01"
+    outputs = {"fit": "fit.json", "test": "test.json", "score": "score.json", "select": "selection.json"}
+    if phase != "acquire":
+        assert (work / outputs[phase]).is_file()  # the phase's output survived the kill
+        fitted = json.loads((work / "fit.json").read_text())["train_seconds"]
+    resumed = _lbench(tmp, out)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert _state(out) == expected
+    rows = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
+    if phase != "acquire":  # the resumed round took the killed attempt's model: fit did not run again
+        assert rows[1]["train_seconds"] == fitted
+    assert not (out / "badge" / "seed_0" / "work").exists()
