@@ -54,6 +54,9 @@ EXEMPT = (
     "trainer.enable_checkpointing",
     "trainer.default_root_dir",
     "trainer.profiler",
+    "trainer.devices",  # a run on N ranks is the 1-process run (tests/test_ddp_reproduces.py): a run killed on
+    "trainer.num_nodes",  # 8 GPUs may resume on 4 (the pool's score shards are keyed by global index)
+    "trainer.strategy",
     "data.init_args.cache_dir",
     "data.init_args.embed_batch_size",
     "data.init_args.device",

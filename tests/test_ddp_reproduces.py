@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import CONFIGS
 
 ARGS = ["-c", str(CONFIGS / "smoke.yaml"), "--arms", "[Margin, Badge]", "--seeds", "[0]", "--rounds", "3",
@@ -12,26 +14,78 @@ ARGS = ["-c", str(CONFIGS / "smoke.yaml"), "--arms", "[Margin, Badge]", "--seeds
         "--data.init_args.batch_size", "50", "--report", "false"]  # fmt: skip
 
 
-def _run(tmp_path, name, devices, *extra):
+def _cmd(out, cache, devices, torchrun=False):
+    launch = ["-m", "torch.distributed.run", "--nproc_per_node", str(devices)] if torchrun else []
+    strategy = "ddp" if devices > 1 else "auto"
+    return [
+        sys.executable,
+        *launch,
+        "-m",
+        "lbench",
+        "run",
+        *ARGS,
+        "--trainer.devices",
+        str(devices),
+        "--trainer.strategy",
+        strategy,
+        "--out_dir",
+        str(out),
+        "--data.init_args.cache_dir",
+        str(cache),
+    ]
+
+
+def _run(tmp_path, name, devices, *extra, torchrun=False, kill=None, cache=None):
     out = tmp_path / name
-    cmd = [sys.executable, "-m", "lbench", "run", *ARGS, "--trainer.devices", str(devices), "--trainer.strategy",
-           "ddp" if devices > 1 else "auto", "--out_dir", str(out), "--data.init_args.cache_dir",
-           str(tmp_path / "cache"), *extra]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(CONFIGS.parent)}
+    env = {**os.environ, "PYTHONPATH": str(CONFIGS.parent), "OMP_NUM_THREADS": "1"}
+    env.pop("LBENCH_KILL_AFTER", None)
+    if kill:
+        env["LBENCH_KILL_AFTER"] = kill
+    cmd = [*_cmd(out, cache or tmp_path / "cache", devices, torchrun), *extra]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400, cwd=tmp_path)
+    if kill:
+        return proc
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
     return {(r["arm"], r["round"]): r for r in rows}
 
 
-def test_two_ranks_select_what_one_process_selects(tmp_path):
-    one, two = _run(tmp_path, "one", 1), _run(tmp_path, "two", 2)
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("one")
+    return tmp, _run(tmp, "one", 1)
+
+
+def _same(one, two):
     assert one.keys() == two.keys() and len(one) == 8
     picked = sum(len(r["selected"]) for r in one.values())
     same = sum(len(set(one[k]["selected"]) & set(two[k]["selected"])) for k in one)
     assert picked == 120 and same >= 0.99 * picked
     assert all(abs(one[k]["test_acc"] - two[k]["test_acc"]) <= 0.002 for k in one)  # within 0.2 points
+
+
+def test_two_ranks_select_what_one_process_selects(one_process, tmp_path):
+    _same(one_process[1], _run(tmp_path, "two", 2, cache=one_process[0] / "cache"))
     assert json.loads((tmp_path / "two" / "run.json").read_text())["pool_size"] == 1241
+
+
+def test_torchrun_two_ranks_select_what_one_process_selects(one_process, tmp_path):
+    """Under torchrun every rank starts at once: rank 0 builds the embedding cache, the other waits."""
+    _same(one_process[1], _run(tmp_path, "torchrun", 2, torchrun=True))
+
+
+def test_each_rank_writes_only_its_share_of_the_scores(one_process, tmp_path):
+    """Killed after round 0's scoring under torchrun: 2 shards of about N / 2 rows; a 1-process resume reads them."""
+    proc = _run(tmp_path, "shards", 2, torchrun=True, kill="score:0", cache=one_process[0] / "cache")
+    assert proc.returncode != 0
+    scores = tmp_path / "shards" / "margin" / "seed_0" / "work" / "round_00" / "scores"
+    sizes = {p.name: json.loads((p / "done.json").read_text())["shapes"] for p in scores.iterdir()}
+    assert sorted(sizes) == ["rank_0_of_2", "rank_1_of_2"]
+    rows = [s["index"][0] for s in sizes.values()]
+    assert sum(rows) >= 1241 and max(rows) <= 1241 // 2 + 50  # each rank: its half (plus one batch of padding)
+    assert all(s["probs"] == [s["index"][0], 10] for s in sizes.values())
+    resumed = _run(tmp_path, "shards", 1, cache=one_process[0] / "cache")  # another world size reads them back
+    _same(one_process[1], resumed)
 
 
 def test_two_ranks_train_flexmatch_on_the_same_global_batches(tmp_path):
