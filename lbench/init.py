@@ -1,16 +1,22 @@
-"""``lbench init FOLDER [--classes a,b,c] [--out PROJECT_DIR] [--image_size N]``: a project over an image folder.
+"""``lbench init FOLDER [--classes a,b,c] [--labels FILE.csv] [--out PROJECT_DIR] [--image_size N]``: a project.
 
 Writes ``PROJECT_DIR/project.yaml`` (a config for ``lbench fit|select -c``: an
 :class:`~lbench.data.embeddings.EmbeddingDataModule` over an :class:`~lbench.data.project.ImageProject`
 with the offline EfficientNet-Lite0 encoder and a linear :class:`~lbench.modules.ProxyClassifier`),
 ``PROJECT_DIR/index.txt`` (the stable pool indices) and ``PROJECT_DIR/pool.json`` (the class names
-and the labels of the images already in class sub-folders, at round 0). Everything is checked
-before anything is written.
+and the labels of the images already in class sub-folders, at round 0). ``--labels FILE.csv``
+(columns ``path,label``, paths relative to FOLDER) seeds the pool with more labels through the one
+validated import (:func:`lbench.label.import_answers`), journaled in ``labels.journal.jsonl`` with
+the file's name as annotator. Everything is checked before anything is written.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import csv
+import io
+import os
 import shutil
 import tempfile
 import warnings
@@ -20,17 +26,20 @@ from typing import Any
 import torch
 import yaml
 
-from lbench._io import atomic_write_text, check_writable
+from lbench._io import atomic_write, atomic_write_text, check_writable
 from lbench._subcommand import SubcommandParser, run_subcommand
 from lbench.data.project import UNLABELED_DIR, ImageProject, check_class_names
-from lbench.errors import ConfigError
+from lbench.errors import ConfigError, DataError, LbenchError
+from lbench.label import JOURNAL_NAME, import_answers, read_label_file
 from lbench.pool import LabelPool
 
 __all__ = ["DEFAULT_OUT", "build_parser", "main", "project_config"]
 
 #: Default project folder, inside FOLDER (excluded from the pool because it holds the index).
 DEFAULT_OUT = "lbench_project"
-_FILES = ("project.yaml", "pool.json", "index.txt")
+_FILES = ("project.yaml", "pool.json", "index.txt", JOURNAL_NAME)
+#: A labels file at the root of FOLDER with this name is pointed out (never read without ``--labels``).
+LABELS_NAME = "labels.csv"
 
 _EPILOG = f"""\
 FOLDER holds the images, flat or nested. Images in a top-level sub-folder named like a class
@@ -38,6 +47,11 @@ FOLDER holds the images, flat or nested. Images in a top-level sub-folder named 
 Classes come from --classes (label order) or else from the top-level sub-folders (sorted).
 Files that are not images or cannot be decoded are listed and skipped. New files added to FOLDER
 later are appended to the pool with new indices; old indices never change.
+
+--labels FILE.csv labels more images at the start: a CSV with a header 'path,label' (path relative to
+FOLDER, or 'index,label'), validated as `lbench label` validates a file (known paths, labels among the
+classes, no repeated or conflicting rows, and no label that contradicts an image's class folder); any
+problem is one error line and nothing is written. A {LABELS_NAME} in FOLDER is never read without --labels.
 """
 
 
@@ -65,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--test-dir",
         metavar="SUBFOLDER",
         help="sub-folder of FOLDER with labeled test images (SUBFOLDER/<class>/...), excluded from the pool",
+    )
+    p.add_argument(
+        "--labels",
+        metavar="FILE.csv",
+        help="a CSV (path,label; paths relative to FOLDER) of labels to start with, imported as `lbench label` does",
     )
     p.add_argument("--force", action="store_true", help="overwrite an existing project (its labels are lost)")
     return p
@@ -159,9 +178,13 @@ def init_project(args: argparse.Namespace) -> list[str]:
             raise ConfigError(f"image folder {folder} holds no images")
         pool = LabelPool(len(split), project.num_classes)
         pool.set_class_names(list(project.class_names))
-        if initial:
-            idx = sorted(initial)
-            pool.add_labels(torch.tensor(idx), torch.tensor([initial[i] for i in idx]), round=0)
+        seeded = 0
+        journal: bytes | None = None
+        if args.labels is not None:
+            pool, seeded, journal = _import_labels(Path(args.labels), pool, split.files, initial, Path(tmp))
+        rest = sorted(i for i in initial if pool.labels[i] < 0)  # class-folder labels the CSV did not repeat
+        if rest:
+            pool.add_labels(torch.tensor(rest), torch.tensor([initial[i] for i in rest]), round=0)
         config = project_config(project, out, args.image_size)
         text = f"# lbench project over {project.root} (written by lbench init)\n" + yaml.safe_dump(
             config, sort_keys=False, allow_unicode=True
@@ -169,6 +192,11 @@ def init_project(args: argparse.Namespace) -> list[str]:
         out.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(index, out / "index.txt")
     atomic_write_text(out / "project.yaml", text)
+    if journal is not None:  # before pool.json, as `label` commits: the journal first
+        atomic_write(out / JOURNAL_NAME, lambda f: f.write(journal))
+    else:  # --force: an old journal would be replayed into the new pool
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(out / JOURNAL_NAME)
     pool.save(out / "pool.json")
     counts = pool.label_counts()
     lines = [f"warning: {w.message}" for w in caught]
@@ -178,6 +206,16 @@ def init_project(args: argparse.Namespace) -> list[str]:
         f"unlabeled; {len(skipped)} files skipped (not images or broken)"
         + (f"; {test_n} test images in {args.test_dir}" if test_n is not None else "; no test split")
     )
+    if args.labels is not None:
+        lines.append(
+            f"labels from {args.labels}: {seeded} images labeled"
+            + (f", {len(pool.skipped)} skip/unsure" if pool.skipped else "")
+            + f" (journaled in {out / JOURNAL_NAME}, annotator {Path(args.labels).name!r}); "
+            f"{pool.num_labeled} labeled in all"
+        )
+    elif (project.root / LABELS_NAME).is_file():
+        lines.append(f"note: {project.root / LABELS_NAME} was not read; to start with its labels: lbench init "
+                     f"{args.folder} --labels {project.root / LABELS_NAME} --force ...")  # fmt: skip
     lines.append("classes: " + ", ".join(f"{c} ({n})" for c, n in zip(project.class_names, counts, strict=True)))
     if classes is not None:
         others = sorted(
@@ -192,6 +230,50 @@ def init_project(args: argparse.Namespace) -> list[str]:
         if others:
             lines.append(f"note: sub-folders that are not classes (their images are unlabeled): {', '.join(others)}")
     lines.append(f"wrote {out / 'project.yaml'}, {out / 'pool.json'} and {out / 'index.txt'}")
-    budget = max(1, min(20, len(split) - len(initial)))
+    budget = max(1, min(20, len(split) - pool.num_labeled))
     lines.append(f"next (cold start): lbench select -c {out / 'project.yaml'} --query TypiClust --budget {budget}")
     return lines
+
+
+def _import_labels(
+    path: Path, pool: LabelPool, files: list[str], initial: dict[int, int], tmp: Path
+) -> tuple[LabelPool, int, bytes | None]:
+    """Import a labels CSV into ``pool`` (no labels yet) in ``tmp``; returns the pool, the count and the journal.
+
+    The file goes through :func:`~lbench.label.import_answers` (paths resolved with an ``index,path``
+    map of the pool, so the checks and messages are ``lbench label``'s), then every answer for an
+    image in a class folder must be that class.
+
+    Raises:
+        LbenchError: The file is missing or bad, or contradicts a class folder (one line).
+    """
+    if not path.is_file():
+        raise ConfigError(f"--labels {path} does not exist")
+    parsed = read_label_file(path, "csv")
+    ids = io.StringIO()
+    w = csv.writer(ids)
+    w.writerow(["index", "path"])
+    w.writerows(enumerate(files))
+    (tmp / "ids.csv").write_text(ids.getvalue(), encoding="utf-8")
+    pool_file = tmp / "pool.json"
+    pool.save(pool_file)
+    try:
+        outcome = import_answers(pool_file, parsed, annotator=path.name, ids_from=[tmp / "ids.csv"], wait=0)
+    except LbenchError as e:  # `lbench label`'s hints, said for init
+        message = str(e).replace(
+            f" (ids known from: {tmp / 'ids.csv'}; add a CSV with index and id columns with --ids_from)",
+            " (not an image of the folder: paths are relative to FOLDER)",
+        )
+        message = message.replace("; add --allow_new_classes to add it as a new class", "; name it in --classes")
+        raise type(e)(message) from e
+    done = outcome.pool
+    names = list(done.class_names or [])
+    for i, y in outcome.plan.rows:
+        if i in initial and y != initial[i]:
+            said = names[y] if isinstance(y, int) else y
+            raise DataError(
+                f"--labels {path}: {files[i]} is in the class folder {names[initial[i]]!r} but the file says "
+                f"{said!r}; fix the file or move the image"
+            )
+    journal = (tmp / JOURNAL_NAME).read_bytes() if outcome.seq is not None else None
+    return done, outcome.plan.count("label"), journal

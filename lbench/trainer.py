@@ -28,6 +28,7 @@ from lbench.data.embeddings import EmbeddingDataModule
 from lbench.data.pool_module import PoolDataModule
 from lbench.errors import BudgetError, ConfigError, DataError
 from lbench.experiment import ExperimentSpec, LoggerFactory, format_table, run_experiment
+from lbench.heldout import CVEstimate, cross_validate
 from lbench.locks import locked_dir
 from lbench.loop import ActiveLoop
 from lbench.point_eval import PointEvaluation
@@ -121,8 +122,11 @@ class LbenchTrainer(L.Trainer):
         ckpt, meta = folder / "proxy.ckpt", folder / "proxy.json"
         if ckpt.is_file() and meta.is_file():
             with contextlib.suppress(OSError, ValueError):
-                if read_json(meta).get("labels") == key:
+                stored = read_json(meta)
+                if stored.get("labels") == key:
                     print(f"the labels did not change since {ckpt} was trained: using it")
+                    if isinstance(stored.get("cv"), dict) and not datamodule.has_test_split:
+                        print(CVEstimate.from_json(stored["cv"]).line())
                     return str(ckpt)
         if pool.num_labeled == 0:
             raise ConfigError("--train needs labeled items: start cold with --query Random or --query TypiClust")
@@ -135,12 +139,17 @@ class LbenchTrainer(L.Trainer):
                       default_root_dir=str(folder))  # fmt: skip
         trainer = L.Trainer(**kwargs)
         trainer.fit(copy.deepcopy(model), datamodule=datamodule)
+        # no test split: a cross-validated estimate of the same recipe on the labeled set (lbench.heldout)
+        estimate = None if datamodule.has_test_split else cross_validate(model, datamodule, kwargs)
         if self.is_global_zero:
             tmp = folder / f".proxy.ckpt.{secrets.token_hex(6)}.tmp"  # as atomic_write names its temp files
             trainer.save_checkpoint(tmp)
             os.replace(tmp, ckpt)
-            atomic_write_json(meta, {"labels": key, "num_labeled": pool.num_labeled})
+            cv = {"cv": estimate.to_json()} if estimate is not None else {}
+            atomic_write_json(meta, {"labels": key, "num_labeled": pool.num_labeled, **cv})
             print(f"trained on {pool.num_labeled} labels: {ckpt}")
+            if estimate is not None:
+                print(estimate.line())
         return str(ckpt)
 
     def _select_locked(

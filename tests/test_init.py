@@ -195,3 +195,82 @@ def test_warnings_print_as_one_line_each(photos, tmp_path):
     warning = [line for line in proc.stderr.splitlines() if "broken.png" in line]
     assert len(warning) == 1 and warning[0].startswith("UserWarning: ")
     assert not any(line.startswith("  warnings.warn(") for line in proc.stderr.splitlines())
+
+
+# -- --labels FILE.csv: labels to start with, through the validated import ---------------------------
+def test_init_labels_csv_seeds_the_pool(photos, tmp_path, capsys):
+    from lbench.label import JOURNAL_NAME, Parsed, import_answers, read_journal
+
+    labels = tmp_path / "my_labels.csv"
+    labels.write_text("path,label\nimg_0.png,dog\ntrip/p1.png,cat\ncat/c0.png,cat\nimg_3.png,unsure\nimg_4.png,\n")
+    out = tmp_path / "proj"
+    rc, stdout, err = run_init([photos, "--classes", "cat,dog", "--out", out, "--labels", labels], capsys)
+    assert rc == 0, err
+    assert f"labels from {labels}: 3 images labeled, 1 skip/unsure" in stdout and "6 labeled in all" in stdout
+    assert "classes: cat (3), dog (3)" in stdout
+    files = (out / "index.txt").read_text().splitlines()[1:]
+    pool = LabelPool.load(out / "pool.json")
+    named = {files[i]: pool.class_names[int(pool.labels[i])] for i in pool.labeled_index().tolist()}
+    assert named == {"img_0.png": "dog", "trip/p1.png": "cat", "cat/c0.png": "cat", "cat/c1.png": "cat",
+                     "dog/d0.png": "dog", "dog/d1.png": "dog"}  # fmt: skip
+    assert pool.skipped == {files.index("img_3.png"): "unsure"} and pool.pending == []
+    assert sorted(pool.selected_in_round(0)) == pool.labeled_index().tolist()  # all seeds are round 0
+    (entry,) = read_journal(out / JOURNAL_NAME)
+    assert entry["annotator"] == "my_labels.csv" and entry["source"] == str(labels.resolve())
+    assert pool.journal_seq == 1 and pool.history[0]["annotator"] == "my_labels.csv"
+    assert pool.history[0]["labeled"] == 3 and pool.history[0]["unsure"] == 1
+    # the journal goes on: a later `label` is entry 2
+    done = import_answers(out / "pool.json", Parsed.from_answers([files.index("img_1.png")], [0]), annotator="ana")
+    assert done.seq == 2 and LabelPool.load(out / "pool.json").num_labeled == 7
+
+
+def test_init_labels_by_index_and_force_drops_the_old_journal(photos, tmp_path, capsys):
+    from lbench.label import JOURNAL_NAME
+
+    out = tmp_path / "proj"
+    labels = tmp_path / "by_index.csv"
+    labels.write_text("index,label\n4,cat\n")  # img_0.png (cat/ and dog/ sort first)
+    assert run_init([photos, "--classes", "cat,dog", "--out", out, "--labels", labels], capsys)[0] == 0
+    assert (out / JOURNAL_NAME).exists() and LabelPool.load(out / "pool.json").num_labeled == 5
+    rc, stdout, err = run_init([photos, "--classes", "cat,dog", "--out", out], capsys)
+    assert rc == 2 and "already holds a project" in err
+    rc, stdout, err = run_init([photos, "--classes", "cat,dog", "--out", out, "--force"], capsys)
+    assert rc == 0, err
+    assert not (out / JOURNAL_NAME).exists()  # else the old answers would be replayed into the new pool
+    assert LabelPool.load(out / "pool.json").num_labeled == 4
+
+
+def test_init_points_out_a_labels_csv_it_does_not_read(photos, tmp_path, capsys):
+    (photos / "labels.csv").write_text("path,label\nimg_0.png,cat\n")
+    rc, stdout, err = run_init([photos, "--classes", "cat,dog", "--out", tmp_path / "proj"], capsys)
+    assert rc == 0, err
+    assert f"note: {photos / 'labels.csv'} was not read" in stdout and "--labels" in stdout
+    assert LabelPool.load(tmp_path / "proj" / "pool.json").num_labeled == 4
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "does not exist"),
+        ("", "is empty"),
+        ("file,label\nimg_0.png,cat\n", "header"),
+        ("path,label\nnope.png,cat\n", "unknown id 'nope.png' (not an image of the folder"),
+        ("path,label\nreadme.txt,cat\n", "unknown id 'readme.txt'"),  # skipped files are not in the pool
+        ("path,label\nimg_0.png,cow\n", "label 'cow' is not a class (classes: cat, dog); name it in --classes"),
+        ("path,label\nimg_0.png,cat\nimg_0.png,cat\n", "is repeated (also on line 2)"),
+        ("path,label\nimg_0.png,cat\nimg_0.png,dog\n", "conflicting answers for item"),
+        ("path,label\ncat/c1.png,dog\n", "cat/c1.png is in the class folder 'cat' but the file says 'dog'"),
+        ("path,label\ndog/d0.png,skip\n", "dog/d0.png is in the class folder 'dog' but the file says 'skip'"),
+        ("index,label\n99,cat\n", "index 99 is not in the pool"),
+    ],
+)
+def test_init_bad_labels_file_is_one_line_exit_2_nothing_written(photos, tmp_path, capsys, content, message):
+    labels = tmp_path / "labels_in.csv"
+    if content is not None:
+        labels.write_text(content)
+    before = snapshot(tmp_path)
+    out = tmp_path / "proj"
+    rc, stdout, err = run_init([photos, "--classes", "cat,dog", "--out", out, "--labels", labels], capsys)
+    assert rc == 2 and stdout == ""
+    assert err.count("\n") == 1 and err.startswith("lbench: error: ") and message in err, err
+    assert snapshot(tmp_path) == before and not out.exists()

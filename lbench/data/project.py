@@ -23,8 +23,8 @@ is indexed then (appended). Hidden files and folders (``.name``), the test folde
 holding the index file are not part of the pool.
 
 **No test split by default.** Without ``test_dir``, :meth:`ImageProject.test_split` raises a
-DataError saying so; evaluation then needs held-out estimates on the labeled set (e.g.
-cross-validated accuracy), which lbench does not build yet.
+DataError saying so; ``select --train true`` then estimates the proxy's accuracy on the labeled
+set by stratified k-fold cross-validation (:mod:`lbench.heldout`) and says it is not a test score.
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ class ImageProject(PoolDataset):
             (sorted; hidden ones, ``test_dir``, ``unlabeled`` and the index file's folder excluded).
         test_dir: Sub-folder of ``root`` (or another folder) holding a labeled test split as
             ``<test_dir>/<class>/<image files>``; excluded from the pool. None: no test split
-            (reports then need held-out estimates on the labeled set, which lbench does not build yet).
+            (``select --train true`` then prints a cross-validated estimate on the labeled set, :mod:`lbench.heldout`).
         image_size: Shorter side resized to this and the centre square cropped when an image is
             read (None keeps each file's size; images then must share one size to batch).
         mode: ``RGB`` or ``L`` (grey).
@@ -373,7 +373,7 @@ class ImageProject(PoolDataset):
             raise DataError(
                 f"image project {self.root} has no test split: put labeled test images in <folder>/test/<class>/ and "
                 "set test_dir: test (data.init_args.dataset.init_args.test_dir); without one, estimate accuracy on "
-                "the labeled set (held-out estimates are not built yet)"
+                "the labeled set (select --train true prints a cross-validated estimate)"
             )
         if not folder.is_dir():
             raise DataError(f"test folder {folder} does not exist (expected {folder}/<class>/<image files>)")

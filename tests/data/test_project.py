@@ -117,7 +117,7 @@ def test_no_test_split_is_a_clear_error_and_test_dir_is_excluded(tmp_path):
         project = ImageProject(str(root), classes=["cat", "dog"], image_size=16)
         project.pool_split()
     assert not project.has_test_split
-    with pytest.raises(DataError, match="has no test split.*test_dir"):
+    with pytest.raises(DataError, match="has no test split.*test_dir.*select --train true prints a cross-validated"):
         project.test_split()
     png(root / "test" / "dog" / "t1.png", 90)
     png(root / "test" / "cat" / "t2.png", 100)
