@@ -14,7 +14,7 @@ import io
 import os
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 from lightning.pytorch.callbacks import Checkpoint
@@ -236,6 +236,7 @@ class LbenchTrainer(L.Trainer):
         out_dir: str = "checkpoints/run",
         report: bool = True,
         point_eval: PointEvaluation | None = None,
+        score_dtype: Literal["float32", "float16"] = "float32",
     ) -> None:
         """Run a simulated active-learning experiment: arms x seeds x rounds, then a report.
 
@@ -255,6 +256,9 @@ class LbenchTrainer(L.Trainer):
                 fine-tune this model end to end on the labeled set and record its test and pool
                 accuracy in ``out_dir/point_eval.jsonl`` (e.g. ``-c point_eval`` for a
                 FineTuneClassifier on the run's encoder).
+            score_dtype: Storage of the pool's scores between scoring and selection (per-rank
+                shards on disk): ``float32`` (exactly the in-memory selection) or ``float16`` (half
+                the disk and rank 0 memory, for pools of millions).
         """
         if not isinstance(datamodule, PoolDataModule):
             raise ConfigError(
@@ -275,6 +279,7 @@ class LbenchTrainer(L.Trainer):
             config_text=self.config_text,
             logger_factory=self.logger_factory,
             point_eval=point_eval,
+            score_dtype=score_dtype,
         )
         if not self.is_global_zero:
             return

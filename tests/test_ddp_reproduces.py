@@ -101,3 +101,30 @@ def test_two_ranks_train_flexmatch_on_the_same_global_batches(tmp_path):
         a, b = one[(arm, 0)], two[(arm, 0)]
         assert abs(a["test_acc"] - b["test_acc"]) <= 0.002
         assert len(set(a["selected"]) & set(b["selected"])) >= 0.9 * len(a["selected"])
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_srun_two_tasks_select_what_one_process_selects(one_process, tmp_path):
+    """Under SLURM (srun starts each task with SLURM_PROCID etc.; simulated here): Lightning's SLURM environment."""
+    out, port = tmp_path / "slurm", str(_free_port())
+    procs = []
+    for rank in (0, 1):
+        env = {**os.environ, "PYTHONPATH": str(CONFIGS.parent), "OMP_NUM_THREADS": "1", "SLURM_NTASKS": "2",
+               "SLURM_NTASKS_PER_NODE": "2", "SLURM_PROCID": str(rank), "SLURM_LOCALID": str(rank),
+               "SLURM_NODEID": "0", "SLURM_NNODES": "1", "SLURM_JOB_ID": "4242", "SLURM_NODELIST": "localhost",
+               "SLURM_JOB_NAME": "lbench", "MASTER_PORT": port}  # fmt: skip
+        env.pop("LBENCH_KILL_AFTER", None)
+        cmd = _cmd(out, one_process[0] / "cache", 2)
+        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = [p.communicate(timeout=400) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+    assert "Test accuracy" in outputs[0][0] and outputs[1][0] == ""  # one run of 2 ranks, not 2 runs
+    rows = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
+    _same(one_process[1], {(r["arm"], r["round"]): r for r in rows})
