@@ -22,6 +22,7 @@ import json
 import shutil
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ from lbench.oracle import Oracle
 from lbench.phase import pool_accuracy, record_scores, run_phase
 from lbench.point_eval import PointEvaluation
 from lbench.pool import LabelPool
+from lbench.records import METRICS, RoundRecord
 from lbench.report.ledger import read_json_lines, read_ledger_file, read_point_eval_file
 from lbench.round_phases import RoundFiles, clear_work, run_round_phases
 from lbench.run_identity import (
@@ -122,15 +124,14 @@ class ExperimentSpec:
 
 
 def read_rounds(path: Path) -> list[dict[str, Any]]:
-    """Read and validate a ``rounds.jsonl`` ledger (empty list when it does not exist).
+    """Read and validate a ``rounds.jsonl`` ledger (empty list when it does not exist): its lines as written.
 
     Raises:
         ReportError: A line is malformed (the message names file and line).
     """
     if not path.exists():
         return []
-    read_ledger_file(path)  # validates every line and their consistency
-    return [obj for _, obj in read_json_lines(path)]
+    return [r.to_json() for r in read_ledger_file(path)]  # validates every line and their consistency
 
 
 def read_point_eval(path: Path) -> list[dict[str, Any]]:
@@ -325,10 +326,11 @@ def _run_experiment(
                     logger = logger_factory(arm.name, seed, rnd) if logger_factory is not None else None
                     rec = _run_round(spec, arm, seed, rnd, model, datamodule, pool, oracle, arm_dir, trainer_kwargs,
                                      logger, score_dtype)  # fmt: skip
-                    rec["stop_kappa"] = record_kappa(records, rec)  # vs the previous round's record (resume-exact)
-                    rec["embed_seconds"] = 0.0  # one shared cost of the run, in run.json's description
-                    rec["run_id"] = run_id  # the run's identity (run.json), checked by the report when merging
-                    records.append(rec)
+                    # κ vs the previous round's record (resume-exact); the run's identity (run.json), checked by
+                    # the report when merging; the embedding time is the run's (run.json's description), not a round's
+                    kappa = record_kappa(records, rec.to_json())
+                    rec = replace(rec, stop_kappa=kappa, run_id=run_id, seconds={**rec.seconds, "embed_seconds": 0.0})
+                    records.append(rec.to_json())
                     if is_zero:
                         pool.save(arm_dir / "pool.json")
                         atomic_write_text(out / "rounds.jsonl", "".join(json.dumps(r) + "\n" for r in records))
@@ -337,7 +339,9 @@ def _run_experiment(
                     kill_point("acquire", rnd, arm.name, seed)
                     bar.update(1)
                     if hasattr(bar, "set_postfix_str"):
-                        bar.set_postfix_str(f"{arm.name} seed {seed} round {rnd}: acc {100 * rec['test_acc']:.1f}%")
+                        bar.set_postfix_str(
+                            f"{arm.name} seed {seed} round {rnd}: acc {100 * rec.metrics['test_acc']:.1f}%"
+                        )
                 if point_eval is not None and (arm.name, seed) not in pe_done:
                     console.check_interrupt()
                     console.where["at"] = f"{arm.name} seed {seed} point evaluation"
@@ -435,8 +439,11 @@ def _run_round(
     trainer_kwargs: dict[str, Any],
     logger: Logger | list[Logger] | None,
     score_dtype: str,
-) -> dict[str, Any]:
-    """Run (or finish, after a kill) one round's phases and acquire its selection; the round's record."""
+) -> RoundRecord:
+    """Run (or finish, after a kill) one round's phases and acquire its selection; the round's record.
+
+    The record's ``stop_kappa`` and ``run_id`` are the driver's to fill in (they depend on the ledger).
+    """
     round_seed = _round_seed(seed, rnd)
     L.seed_everything(round_seed, verbose=False)
     model = copy.deepcopy(template)
@@ -457,24 +464,28 @@ def _run_round(
     out = run_round_phases(model, datamodule, kwargs, files, pool, arm, spec.budget if selecting else None,
                            round_seed, oracle, score_dtype, after)  # fmt: skip
     scores = record_scores(out.metrics, out.pool_predictions, pool, oracle)
-    record = {
-        "arm": arm.name,
-        "seed": seed,
-        "round": rnd,
-        "num_labeled": pool.num_labeled,
-        "budget": spec.budget,
-        "num_classes": pool.num_classes,
-        **scores,
-        "train_seconds": out.train_seconds,
-        "test_seconds": out.test_seconds,
-        "score_seconds": out.score_seconds,
-        "select_seconds": out.select_seconds,
-        "selected": out.selected.tolist(),
-        "label_counts": pool.label_counts(),
-        "query": repr(arm),
-        "rounds_total": spec.rounds,
-        "stop_predictions": stop_predictions(out.pool_predictions, seed),  # see lbench.stopping
-    }
+    stop = stop_predictions(out.pool_predictions, seed)  # see lbench.stopping
+    record = RoundRecord(
+        arm=arm.name,
+        seed=seed,
+        round=rnd,
+        num_labeled=pool.num_labeled,
+        rounds_total=spec.rounds,
+        metrics={k: v for k, v in scores.items() if k in METRICS},
+        min_class_acc=scores.get("test_min_class_acc"),
+        seconds={
+            "train_seconds": out.train_seconds,
+            "test_seconds": out.test_seconds,
+            "score_seconds": out.score_seconds,
+            "select_seconds": out.select_seconds,
+        },  # fmt: skip
+        selected=tuple(out.selected.tolist()),
+        label_counts=tuple(pool.label_counts()),
+        budget=spec.budget,
+        num_classes=pool.num_classes,
+        query=repr(arm),
+        stop_predictions=tuple(stop) if stop is not None else None,
+    )
     if selecting:
         pool.add_labels(out.selected, oracle.query(out.selected), round=rnd + 1)
     return record

@@ -1,17 +1,8 @@
 """Reading and validating results ledgers (``<run_dir>/rounds.jsonl``) and merging runs.
 
-One JSON object per line, one line per finished round of one (arm, seed). Required keys:
-``arm`` (str), ``seed`` (int), ``round`` (int >= 0), ``num_labeled`` (int > 0), ``test_acc``
-(fraction in [0, 1]) and ``rounds_total`` (the last round index R the run will reach). Optional,
-validated when present: ``test_balanced_acc`` and ``test_macro_f1`` (fractions), ``pool_acc`` (the
-paper's pool accuracy, a fraction; null, like absent, for a person's oracle), the phase times
-``embed_seconds``, ``train_seconds``, ``test_seconds``, ``score_seconds``, ``select_seconds``
-(seconds >= 0, default 0), ``label_counts`` (per-class counts of the labeled set the round's model
-was trained on), ``selected`` (the indices the round chose) and ``stop_kappa`` (Cohen's κ between
-the predictions of the round's model and the previous round's on the run's stop set, a number in
-[-1, 1]; null in round 0; see :mod:`lbench.stopping`) and ``run_id`` (the run's identity, see
-:mod:`lbench.run_identity`; absent in older ledgers). Unknown keys (``stop_predictions`` included)
-are ignored. A problem raises :class:`~lbench.errors.ReportError` naming the file and line.
+One JSON object per line, one line per finished round of one (arm, seed): a
+:class:`~lbench.records.RoundRecord` (its module documents the keys; the driver writes the same
+type). A problem raises :class:`~lbench.errors.ReportError` naming the file and line.
 
 A run is *partial* when some round r <= R of an expected (arm, seed) has no line. Expected
 (arm, seed) pairs are those in the file, plus the arms and seeds of ``run.json`` when the run
@@ -30,12 +21,12 @@ table and plot shows which run it comes from. Rows without ``run_id`` (older run
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from lbench.errors import ReportError
+from lbench.records import METRICS, PHASES, RoundRecord, fractions, is_int, run_id_of, seconds_of
 
 __all__ = [
     "METRICS",
@@ -50,52 +41,8 @@ __all__ = [
     "read_point_eval_file",
 ]
 
-METRICS = ("test_acc", "pool_acc", "test_balanced_acc", "test_macro_f1")
-"""Metrics the report knows, in display order (``test_acc`` is required, the others optional)."""
-
-_NULLABLE_METRICS = ("pool_acc",)
-"""Optional metrics that may be null (not measured: a person's oracle has no ground truth)."""
-
 POINT_EVAL_FILE = "point_eval.jsonl"
 """The point-evaluation ledger of a run directory (optional)."""
-
-PHASES = ("embed_seconds", "train_seconds", "test_seconds", "score_seconds", "select_seconds")
-"""Phase timings of a round, in display order (each defaults to 0 when absent)."""
-
-_OPTIONAL_METRICS = METRICS[1:]
-
-
-@dataclass(frozen=True)
-class RoundRecord:
-    """One validated line of a ledger.
-
-    Attributes:
-        arm: Name of the query strategy.
-        seed: Seed of the (arm, seed) sequence.
-        round: Round index (0 = the initial labeled set).
-        num_labeled: Labels the round's model was trained on.
-        rounds_total: Last round index the run will reach.
-        metrics: Metric name -> value in [0, 1] (``test_acc`` always; the others where present).
-        seconds: Phase name (``PHASES``) -> seconds.
-        label_counts: Per-class label counts of the round's training set, or None.
-        num_selected: Number of items the round selected.
-        source: ``file:line`` the record came from.
-        stop_kappa: κ against the previous round's model on the stop set, or None (round 0, old ledgers).
-        run_id: The run's identity (``run.json``'s ``identity``), or None (old ledgers).
-    """
-
-    arm: str
-    seed: int
-    round: int
-    num_labeled: int
-    rounds_total: int
-    metrics: dict[str, float]
-    seconds: dict[str, float]
-    label_counts: tuple[int, ...] | None
-    num_selected: int
-    source: str
-    stop_kappa: float | None = None
-    run_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -172,91 +119,6 @@ class Ledger:
         return list(dict.fromkeys(r.arm for r in self.records))
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _fractions(
-    obj: dict[str, Any], keys: tuple[str, ...], optional: tuple[str, ...], nullable: tuple[str, ...], where: str
-) -> dict[str, float]:
-    """The fractions of ``keys`` in ``obj`` (an optional key may be absent, a nullable one null)."""
-    out = {}
-    for key in keys:
-        if (key not in obj and key in optional) or (obj.get(key) is None and key in nullable):
-            continue
-        v = obj[key]
-        if not _is_number(v) or not 0.0 <= v <= 1.0:
-            raise ReportError(f"{where}: '{key}' must be a fraction in [0, 1], got {v!r}")
-        out[key] = float(v)
-    return out
-
-
-def _seconds(obj: dict[str, Any], keys: tuple[str, ...], where: str) -> dict[str, float]:
-    """The times of ``keys`` in ``obj`` (0 when absent)."""
-    out = {}
-    for key in keys:
-        v = obj.get(key, 0.0)
-        if not _is_number(v) or v < 0:
-            raise ReportError(f"{where}: '{key}' must be a number of seconds >= 0, got {v!r}")
-        out[key] = float(v)
-    return out
-
-
-def _run_id(obj: dict[str, Any], where: str) -> str | None:
-    """The line's ``run_id`` (None when absent or null)."""
-    v = obj.get("run_id")
-    if v is not None and (not isinstance(v, str) or not v):
-        raise ReportError(f"{where}: 'run_id' must be a non-empty string (the run's identity), got {v!r}")
-    return v
-
-
-def _parse_line(obj: Any, where: str) -> RoundRecord:
-    """Validate one decoded JSON line."""
-    if not isinstance(obj, dict):
-        raise ReportError(f"{where}: expected a JSON object (one round per line), got {type(obj).__name__}")
-    missing = [k for k in ("arm", "seed", "round", "num_labeled", "test_acc", "rounds_total") if k not in obj]
-    if missing:
-        raise ReportError(f"{where}: missing required key(s) {', '.join(missing)}; is this a lbench rounds.jsonl?")
-    if not isinstance(obj["arm"], str) or not obj["arm"]:
-        raise ReportError(f"{where}: 'arm' must be a non-empty string, got {obj['arm']!r}")
-    for key, low in (("seed", None), ("round", 0), ("num_labeled", 1), ("rounds_total", 0)):
-        v = obj[key]
-        if not _is_int(v) or (low is not None and v < low):
-            bound = "" if low is None else f" >= {low}"
-            raise ReportError(f"{where}: '{key}' must be an integer{bound}, got {v!r}")
-    if obj["round"] > obj["rounds_total"]:
-        raise ReportError(f"{where}: round {obj['round']} is past rounds_total {obj['rounds_total']}")
-    metrics = _fractions(obj, METRICS, _OPTIONAL_METRICS, _NULLABLE_METRICS, where)
-    seconds = _seconds(obj, PHASES, where)
-    counts = obj.get("label_counts")
-    if counts is not None and (not isinstance(counts, list) or not all(_is_int(c) and c >= 0 for c in counts)):
-        raise ReportError(f"{where}: 'label_counts' must be a list of integers >= 0, got {counts!r}")
-    selected = obj.get("selected", [])
-    if not isinstance(selected, list):
-        raise ReportError(f"{where}: 'selected' must be a list of pool indices, got {selected!r}")
-    kappa = obj.get("stop_kappa")
-    if kappa is not None and (not _is_number(kappa) or not -1.0 <= kappa <= 1.0):
-        raise ReportError(f"{where}: 'stop_kappa' must be a number in [-1, 1] or null, got {kappa!r}")
-    return RoundRecord(
-        arm=obj["arm"],
-        seed=obj["seed"],
-        round=obj["round"],
-        num_labeled=obj["num_labeled"],
-        rounds_total=obj["rounds_total"],
-        metrics=metrics,
-        seconds=seconds,
-        label_counts=tuple(counts) if counts is not None else None,
-        num_selected=len(selected),
-        source=where,
-        stop_kappa=float(kappa) if kappa is not None else None,
-        run_id=_run_id(obj, where),
-    )
-
-
 def read_json_lines(path: Path) -> list[tuple[str, Any]]:
     """Read a JSON-lines file: ``(file:line, object)`` per non-blank line.
 
@@ -293,7 +155,7 @@ def read_ledger_file(path: Path) -> list[RoundRecord]:
             and types, an (arm, seed, round) appears twice, ``rounds_total`` changes within an
             (arm, seed), or ``num_labeled`` does not grow with the round.
     """
-    records = [_parse_line(obj, where) for where, obj in read_json_lines(path)]
+    records = [RoundRecord.from_json(obj, where) for where, obj in read_json_lines(path)]
     _check_consistency(records)
     return records
 
@@ -336,7 +198,7 @@ def _parse_point(obj: Any, where: str) -> PointRecord:
         raise ReportError(f"{where}: 'arm' must be a non-empty string, got {obj['arm']!r}")
     for key, low in (("seed", None), ("num_labeled", 1)):
         v = obj[key]
-        if not _is_int(v) or (low is not None and v < low):
+        if not is_int(v) or (low is not None and v < low):
             raise ReportError(f"{where}: '{key}' must be an integer{'' if low is None else f' >= {low}'}, got {v!r}")
     for key in ("model", "ssl"):
         if obj.get(key) is not None and not isinstance(obj[key], str):
@@ -348,10 +210,10 @@ def _parse_point(obj: Any, where: str) -> PointRecord:
         num_labeled=obj["num_labeled"],
         model=obj.get("model") or "",
         ssl=obj.get("ssl"),
-        metrics=_fractions(obj, POINT_METRICS, optional, optional, where),
-        seconds=_seconds(obj, ("train_seconds", "test_seconds"), where),
+        metrics=fractions(obj, POINT_METRICS, optional, optional, where),
+        seconds=seconds_of(obj, ("train_seconds", "test_seconds"), where),
         source=where,
-        run_id=_run_id(obj, where),
+        run_id=run_id_of(obj, where),
     )
 
 
@@ -407,7 +269,7 @@ def _expected_pairs(path: Path, records: list[RoundRecord]) -> dict[tuple[str, i
         return expected  # run.json is an optional hint; the ledger itself is the record
     for arm in arms:
         for seed in seeds:
-            if isinstance(arm, str) and _is_int(seed):
+            if isinstance(arm, str) and is_int(seed):
                 expected.setdefault((arm, seed), rounds)
     return expected
 
