@@ -49,6 +49,7 @@ SUBCOMMANDS = {
     "embed": "build or complete the embedding cache of a data set and encoder, and print where it is",
     "init": "make a project of your own image folder: config, stable pool index and pool.json (then select, label)",
     "label": "import the labels a person gave (CSV, JSON or a Label Studio export) into a pool file",
+    "annotate": "label the open batch in a local web page (keyboard keys, undo; answers saved as label saves them)",
     "report": "tables and plots (learning curves, label savings, cost) from one or more run directories",
 }
 _DESCRIPTION = "lbench: label-efficient learning (active learning, selection-via-proxy) on pretrained vision models."
@@ -279,6 +280,10 @@ def _main(args: list[str] | None = None) -> int:
         from lbench.label.cli import main as label_main
 
         return label_main(argv[1:])
+    if argv[0] == "annotate":
+        from lbench.annotate.cli import main as annotate_main
+
+        return annotate_main(argv[1:])
     for pattern in _NOISE:
         warnings.filterwarnings("ignore", message=pattern)
     console.quiet_libraries()

@@ -9,7 +9,7 @@ from lbench.cli import SUBCOMMANDS, main, packaged_configs, resolve_config
 from lbench.errors import ConfigError
 from tests.conftest import CONFIGS, run_cli
 
-ALL = ["run", "fit", "validate", "test", "predict", "select", "embed", "init", "label", "report"]
+ALL = ["run", "fit", "validate", "test", "predict", "select", "embed", "init", "label", "annotate", "report"]
 
 
 def test_top_level_help_lists_every_subcommand_once(capsys):

@@ -2,14 +2,15 @@
 
 :func:`import_answers` is the one code path by which answers reach a pool file: the ``label``
 command, a labeling page, or a simulated oracle (``Parsed.from_answers``) all go through it.
+:func:`revert_answers` is the one path by which answers are taken back (the labeling page's undo).
 """
 
 from __future__ import annotations
 
 import getpass
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,10 +18,18 @@ from lbench._io import check_writable
 from lbench.errors import ConfigError, DataError
 from lbench.label.formats import Parsed
 from lbench.label.importer import Plan, load_id_map, plan_import
-from lbench.label.journal import append_entry, apply_entry, journal_path, pool_lock, read_journal, replay
+from lbench.label.journal import (
+    append_entry,
+    apply_entry,
+    current_answer,
+    journal_path,
+    pool_lock,
+    read_journal,
+    replay,
+)
 from lbench.pool import LabelPool
 
-__all__ = ["Outcome", "default_annotator", "import_answers", "sync_pool"]
+__all__ = ["Outcome", "Reverted", "default_annotator", "import_answers", "revert_answers", "sync_pool"]
 
 
 @dataclass
@@ -40,6 +49,23 @@ class Outcome:
     cleared: int
     replayed: int
     seq: int | None
+
+
+@dataclass
+class Reverted:
+    """What :func:`revert_answers` did.
+
+    Attributes:
+        pool: The pool after the revert.
+        answers: ``(pool index, the answer taken back)``: a class index, ``skip`` or ``unsure``.
+        replayed: Journal entries the pool file was missing and that were replayed.
+        seq: The journal entry written.
+    """
+
+    pool: LabelPool
+    answers: list[tuple[int, int | str]] = field(default_factory=list)
+    replayed: int = 0
+    seq: int | None = None
 
 
 def default_annotator() -> str:
@@ -136,6 +162,72 @@ def import_answers(
         if seq is not None or replayed:
             pool.save(pool_file)
         return Outcome(pool, plan, len(unpend), replayed, seq)
+
+
+def revert_answers(
+    pool_file: str | os.PathLike[str],
+    index: Sequence[int],
+    *,
+    expect: Mapping[int, int | str] | None = None,
+    annotator: str | None = None,
+    source: str = "revert",
+    wait: float = 60.0,
+) -> Reverted:
+    """Take back the answers of ``index``: the items are unlabeled and pending again (one journal entry).
+
+    Under the pool folder's lock, like :func:`import_answers`: load ``pool.json``, replay journal
+    entries it misses, check, append one ``revert`` entry, write ``pool.json`` atomically. On any
+    error nothing is written.
+
+    Args:
+        pool_file: The ``pool.json``.
+        index: Pool indices whose answer (a label, ``skip`` or ``unsure``) is taken back.
+        expect: The answer each item must still hold (a class index, ``skip`` or ``unsure``), so
+            that an answer changed since by someone else is never taken back.
+        annotator: Who took the answers back (default: the login name).
+        source: What did it, for the history (e.g. the labeling page's address).
+        wait: Seconds to wait for the pool lock.
+
+    Raises:
+        LbenchError: No items, an index out of range or repeated, an item without an answer or
+            with another answer than ``expect`` says (one line); nothing was written.
+    """
+    pool_file = Path(pool_file)
+    _check_pool_file(pool_file)
+    index = [int(i) for i in index]
+    if not index:
+        raise DataError("nothing to revert: no items given")
+    if len(set(index)) != len(index):
+        raise DataError(f"cannot revert: repeated items in {index}")
+    jpath = journal_path(pool_file)
+    with pool_lock(pool_file, wait):
+        pool = LabelPool.load(pool_file)
+        replayed = replay(pool, read_journal(jpath), jpath)
+        answers: list[tuple[int, int | str]] = []
+        for i in index:
+            if not 0 <= i < pool.size:
+                raise DataError(f"cannot revert item {i}: not in the pool (0 .. {pool.size - 1})")
+            answer = current_answer(pool, i)
+            if answer is None:
+                raise DataError(f"cannot revert item {i}: it has no answer")
+            if expect is not None and i in expect and expect[i] != answer:
+                raise DataError(f"cannot revert item {i}: it holds {answer!r} now, not {expect[i]!r} (changed since)")
+            answers.append((i, answer))
+        seq = pool.journal_seq + 1
+        entry = {
+            "seq": seq,
+            "time": _now(),
+            "annotator": annotator if annotator is not None else default_annotator(),
+            "source": source,
+            "format": "revert",
+            "round": pool.next_round,
+            "rows": [],
+            "revert": [[i, y] for i, y in answers],
+        }
+        apply_entry(pool, entry)  # in memory, all or nothing
+        append_entry(jpath, entry)  # the commit point
+        pool.save(pool_file)
+        return Reverted(pool, answers, replayed, seq)
 
 
 def sync_pool(pool_file: str | os.PathLike[str]) -> int:

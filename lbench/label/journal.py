@@ -10,6 +10,15 @@
 is there when the import named or added classes; ``unpend`` lists the pending items an import
 cleared (``--clear_pending``). ``pool.json`` records how many entries it holds (``journal_seq``).
 
+An entry may also take answers back (the labeling page's undo, :func:`lbench.label.core.revert_answers`)::
+
+    {"seq": 4, ..., "format": "revert", "rows": [], "revert": [[40, "skip"], [12, 0]]}
+
+``revert`` lists pool index and the answer the item holds (a class index, ``skip`` or ``unsure``);
+the answer is removed (the item is unlabeled again) and the item is pending again. It applies
+only if every item still holds exactly that answer. Entries are applied in the order revert,
+rows, unpend.
+
 A writer holds the pool folder's lock (:func:`lbench.locks.locked_dir`, the one ``select`` takes),
 appends the entry (one ``write``, fsync: the commit point), then writes ``pool.json`` atomically. A
 crash between the two leaves the entry in the journal and an older ``pool.json``; the next reader
@@ -36,7 +45,16 @@ from lbench.errors import DataError
 from lbench.locks import LockedError, locked_dir
 from lbench.pool import ANSWERS, LabelPool
 
-__all__ = ["JOURNAL_NAME", "append_entry", "apply_entry", "journal_path", "pool_lock", "read_journal", "replay"]
+__all__ = [
+    "JOURNAL_NAME",
+    "append_entry",
+    "apply_entry",
+    "current_answer",
+    "journal_path",
+    "pool_lock",
+    "read_journal",
+    "replay",
+]
 
 #: File name of the journal, next to the pool file.
 JOURNAL_NAME = "labels.journal.jsonl"
@@ -151,6 +169,7 @@ def apply_entry(pool: LabelPool, entry: dict[str, Any]) -> None:
     work.load_state_dict(pool.state_dict())  # a copy: the pool changes only if everything applies
     if entry.get("classes") is not None:
         work.set_class_names([str(c) for c in entry["classes"]])
+    reverted = _revert(work, entry.get("revert", []))
     rows = [(int(i), y if isinstance(y, str) else int(y)) for i, y in entry.get("rows", [])]
     labeled = [(i, y) for i, y in rows if isinstance(y, int)]
     if labeled:
@@ -165,9 +184,38 @@ def apply_entry(pool: LabelPool, entry: dict[str, Any]) -> None:
     work.pending = [i for i in work.pending if i not in unpend]
     record = {k: entry.get(k) for k in ("seq", "time", "annotator", "source", "round")}
     record.update(labeled=len(labeled), **{a: sum(y == a for _, y in rows) for a in ANSWERS}, unpend=len(unpend))
+    if "revert" in entry:
+        record["reverted"] = reverted
     work.history.append(record)
     work.journal_seq = seq
     vars(pool).update(vars(work))
+
+
+def current_answer(pool: LabelPool, index: int) -> int | str | None:
+    """The answer item ``index`` holds: its class index, ``skip``/``unsure``, or None (no answer)."""
+    label = int(pool.labels[index])
+    return label if label >= 0 else pool.skipped.get(index)
+
+
+def _revert(pool: LabelPool, items: list[Any]) -> int:
+    """Take back the answers ``[[index, answer], ...]`` (each must be the item's current one); returns how many."""
+    pairs = [(int(i), y if isinstance(y, str) else int(y)) for i, y in items]
+    if len({i for i, _ in pairs}) != len(pairs):
+        raise ValueError("an item is reverted twice in one entry")
+    for i, answer in pairs:
+        if not 0 <= i < pool.size:
+            raise ValueError(f"reverted item {i} is not in the pool (0 .. {pool.size - 1})")
+        if current_answer(pool, i) != answer:
+            raise ValueError(f"item {i} holds {current_answer(pool, i)!r}, not the reverted answer {answer!r}")
+    undone = {i for i, _ in pairs}
+    if not undone:
+        return 0
+    for i in undone:
+        pool.labels[i] = -1
+        pool.skipped.pop(i, None)
+    pool.order = [(r, i) for r, i in pool.order if i not in undone]
+    pool.pending = sorted(set(pool.pending) | undone)
+    return len(undone)
 
 
 def replay(pool: LabelPool, entries: list[dict[str, Any]], journal: str | os.PathLike[str] = JOURNAL_NAME) -> int:
