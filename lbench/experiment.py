@@ -33,6 +33,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 
 from lbench import console
 from lbench._io import atomic_write_json, atomic_write_text, read_json, remove_stale_temps
+from lbench.acquire import journal_acquisition
 from lbench.console import progress
 from lbench.data.pool_module import PoolDataModule
 from lbench.errors import BudgetError, ConfigError, check_positive_int
@@ -317,7 +318,7 @@ def _run_experiment(
                 last = max((r["round"] for r in records if r["arm"] == arm.name and r["seed"] == seed), default=-1)
                 pool = _restore_pool(datamodule, arm_dir / "pool.json", last)
                 if pool.num_labeled == 0:
-                    pool.add_labels(initial, oracle.query(initial), round=0)
+                    _acquire(pool, arm_dir / "pool.json", initial, oracle, 0, datamodule, is_zero)
                 if is_zero:  # work folders of recorded rounds (a kill after the record, before the cleanup)
                     clear_work(arm_dir / WORK, keep_from=last + 1)
                 for rnd in range(last + 1, spec.rounds + 1):
@@ -332,7 +333,6 @@ def _run_experiment(
                     rec = replace(rec, stop_kappa=kappa, run_id=run_id, seconds={**rec.seconds, "embed_seconds": 0.0})
                     records.append(rec.to_json())
                     if is_zero:
-                        pool.save(arm_dir / "pool.json")
                         atomic_write_text(out / "rounds.jsonl", "".join(json.dumps(r) + "\n" for r in records))
                         if rnd == spec.rounds:  # the last round selects nothing: no rank reads its folder
                             clear_work(arm_dir / WORK)
@@ -487,8 +487,20 @@ def _run_round(
         stop_predictions=tuple(stop) if stop is not None else None,
     )
     if selecting:
-        pool.add_labels(out.selected, oracle.query(out.selected), round=rnd + 1)
+        _acquire(pool, arm_dir / "pool.json", out.selected, oracle, rnd + 1, datamodule, rank_zero_only.rank == 0)
+        kill_point("journal", rnd, arm.name, seed)  # labels journaled, the round's record not yet written
     return record
+
+
+def _acquire(
+    pool: LabelPool, pool_file: Path, index: torch.Tensor, oracle: Oracle, rnd: int, datamodule: PoolDataModule,
+    is_zero: bool,
+) -> None:  # fmt: skip
+    """The oracle labels ``index`` for round ``rnd``: into the in-memory pool and, on rank 0, through the journal."""
+    labels = oracle.query(index)
+    if is_zero:
+        journal_acquisition(pool_file, index, labels, rnd, datamodule.new_pool())
+    pool.add_labels(index, labels, round=rnd)
 
 
 def phase_trainer_kwargs(

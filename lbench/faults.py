@@ -1,7 +1,8 @@
 """Fault injection for the resume tests: ``LBENCH_KILL_AFTER=<phase>:<round>`` kills the process there.
 
 ``lbench run`` calls :func:`kill_point` after each phase of a round (``fit``, ``test``, ``score``,
-``select``, ``acquire``) and after a point evaluation (``point_eval``, round = the last round).
+``select``, ``journal`` (the oracle's labels journaled, the record not yet written), ``acquire``
+(the record written)).
 When the variable names that phase and round (of the first arm and seed that reaches it; add
 ``:<arm>:<seed>`` to name one), the process sends itself ``SIGKILL``: no ``finally`` block, no
 flush, exactly what a preempted node or ``kill -9`` leaves behind. Every rank of a DDP run

@@ -31,9 +31,14 @@ def _lbench(tmp_path, out, kill=None, extra=()):
 
 
 def _state(out):
+    """rounds.jsonl, pool.json and the label journal, without wall times."""
     rows = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
     rows = [{k: v for k, v in r.items() if k not in TIMES} for r in rows]
-    return rows, json.loads((out / "badge" / "seed_0" / "pool.json").read_text())
+    pool = json.loads((out / "badge" / "seed_0" / "pool.json").read_text())
+    pool["history"] = [{k: v for k, v in h.items() if k != "time"} for h in pool["history"]]
+    journal = (out / "badge" / "seed_0" / "labels.journal.jsonl").read_text().splitlines()
+    journal = [{k: v for k, v in json.loads(line).items() if k != "time"} for line in journal]
+    return rows, pool, journal
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +50,7 @@ def uninterrupted(tmp_path_factory):
     return tmp, _state(tmp / "whole")
 
 
-@pytest.mark.parametrize("phase", ["fit", "test", "score", "select", "acquire"])
+@pytest.mark.parametrize("phase", ["fit", "test", "score", "select", "journal", "acquire"])
 def test_killed_after_a_phase_resumes_to_the_uninterrupted_result(uninterrupted, phase):
     tmp, expected = uninterrupted
     out = tmp / f"killed_{phase}"
@@ -53,13 +58,28 @@ def test_killed_after_a_phase_resumes_to_the_uninterrupted_result(uninterrupted,
     assert killed.returncode == -signal.SIGKILL
     work = out / "badge" / "seed_0" / "work" / "round_01"
     outputs = {"fit": "fit.json", "test": "test.json", "score": "score.json", "select": "selection.json"}
-    if phase != "acquire":
+    if phase in outputs:
         assert (work / outputs[phase]).is_file()  # the phase's output survived the kill
         fitted = json.loads((work / "fit.json").read_text())["train_seconds"]
     resumed = _lbench(tmp, out)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert _state(out) == expected
+    assert _state(out) == expected  # the journal too: a kill after it ("journal") does not label twice
     rows = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
-    if phase != "acquire":  # the resumed round took the killed attempt's model: fit did not run again
+    if phase in outputs:  # the resumed round took the killed attempt's model: fit did not run again
         assert rows[1]["train_seconds"] == fitted
     assert not (out / "badge" / "seed_0" / "work").exists()
+
+
+def test_the_oracle_labels_through_the_journal_as_a_person_does(uninterrupted):
+    """Every acquisition is one journal entry of the simulated oracle; replaying the journal rebuilds pool.json."""
+    from lbench.label.journal import read_journal, replay
+    from lbench.pool import LabelPool
+
+    tmp, (rows, pool, journal) = uninterrupted
+    assert [(e["annotator"], e["round"]) for e in journal] == [("simulated oracle", r) for r in range(3)]
+    assert [[i for i, _ in e["rows"]] for e in journal[1:]] == [r["selected"] for r in rows[:2]]
+    folder = tmp / "whole" / "badge" / "seed_0"
+    saved = LabelPool.load(folder / "pool.json")
+    fresh = LabelPool(saved.size, saved.num_classes)
+    replay(fresh, read_journal(folder / "labels.journal.jsonl"))
+    assert fresh.order == saved.order and fresh.labels.tolist() == saved.labels.tolist()
