@@ -185,6 +185,10 @@ def test_every_config_parses(config, capsys):
         args = ["fit", "--data", str(path), "--model", model]
     elif config.parts[0] == "model":
         args = ["fit", "--model", str(path), "--data", digits]
+    elif config.parts[0] in ("query", "proxy", "encoder"):  # overlays composed after a paper run config
+        base = CONFIGS / "paper" / "cifar10_proxy_shallow_b1000.yaml"
+        args = ["run", "-c", str(base), "-c", str(path)]
+        data = {**yaml.safe_load(base.read_text()), **data}
     elif "arms" not in data and (  # an overlay on a run config
         (isinstance(data.get("model"), dict) and "class_path" not in data["model"]) or "point_eval" in data
     ):
