@@ -157,7 +157,7 @@ def run_round_phases(
     selecting = budget is not None
     start = files.next_phase(selecting)
     after = after or (lambda phase: None)
-    writer = ScoreShardWriter(files.scores, score_dtype)
+    writer = ScoreShardWriter(files.scores, score_dtype, embeddings=getattr(query, "requires_embeddings", True))
     kwargs = dict(trainer_kwargs)
     kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), writer]
     trainer = L.Trainer(**kwargs)

@@ -66,14 +66,17 @@ class ScoreShardWriter(BasePredictionWriter):
     Args:
         folder: Where the shards go (created).
         dtype: Storage type of ``probs`` and ``embeddings``: ``"float32"`` or ``"float16"``.
+        embeddings: Keep the ``embeddings`` (False for a strategy that reads probabilities only: a
+            pool's embeddings are usually most of its scores' bytes).
     """
 
-    def __init__(self, folder: str | os.PathLike[str], dtype: str = "float32") -> None:
+    def __init__(self, folder: str | os.PathLike[str], dtype: str = "float32", embeddings: bool = True) -> None:
         super().__init__(write_interval="batch")
         if dtype not in SCORE_DTYPES:
             raise ConfigError(f"score dtype must be one of {', '.join(SCORE_DTYPES)}, got {dtype!r}")
         self.folder = Path(folder)
         self.dtype = dtype
+        self.keys = KEYS if embeddings else KEYS[:2]
         self.seconds = 0.0
         self._rows: list[dict[str, Tensor]] = []
 
@@ -97,7 +100,7 @@ class ScoreShardWriter(BasePredictionWriter):
     ) -> None:
         if not isinstance(prediction, dict) or "index" not in prediction or "probs" not in prediction:
             raise ConfigError("scoring the pool needs predict_step to return a dict with 'index' and 'probs'")
-        self._rows.append({k: prediction[k].detach().cpu() for k in KEYS if k in prediction})
+        self._rows.append({k: prediction[k].detach().cpu() for k in self.keys if k in prediction})
 
     @override
     def on_predict_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
