@@ -21,8 +21,21 @@ second selection before their labels come back continues the seeding instead of 
 
 Memory, on top of the inputs: ``q`` (``n * K`` values in the storage dtype), a copy of the
 embeddings only when they are not already contiguous in the storage dtype (``n * d`` values), a
-handful of length-``n`` vectors (about ``21 n`` bytes) and temporaries of at most
-``2 * chunk_size * K + 4096 * d`` float32 values plus ``13 * chunk_size`` bytes. With pending
+handful of length-``n`` vectors (about ``29 n`` bytes: float32 norms, float64 running minima and
+their cumulative sum, the two matrix-vector outputs) and temporaries of at most
+``2 * chunk_size * K + 4096 * d`` float32 values plus ``13 * chunk_size`` bytes.
+
+The selection loop itself lives in :mod:`lbench.strategies.sharded` (world size 1 here). Per pick it
+runs two matrix-vector products over the whole factors (``q`` ``[n, K]`` and ``h`` ``[n, d]``, row-major,
+in the storage dtype; one parallel region each), then fuses the distance, the rounding rule and the
+running minimum in single-threaded sub-blocks of 16,384 rows that stay in cache, and one float64
+cumulative sum for the draw. This formulation was picked by measurement on the 2-core Xeon
+(``benchmarks/bench_scale.py``, ``docs/benchmarks.md``): separate row-major ``q``/``h`` with ``torch.mv``
+matched or beat one ``[n, K + d]`` matrix times a ``[K + d, 2]`` block (float32: 2x slower; bfloat16:
+equal), a transposed ``[K + d, n]`` layout (impossible to stream from row-major score shards) and
+float16 storage (no fast CPU kernel: 2.5x slower than bfloat16); bfloat16 storage halves the bytes and
+is the fastest on CPU. Many small parallel regions per pick (the previous per-chunk loop) slowed the
+kernel several-fold on a shared 2-core machine; the elementwise work is below torch's parallel grain. With pending
 items, also their factors (``n_p * (K + d)`` values) and blocks of at most ``5 * 2**20`` values
 (``4096 x 256`` candidate-pending pairs) for the distances to them. Nothing of size ``n * K * d``
 (or ``n * d`` in float32, for low-precision storage) is ever allocated.
@@ -30,14 +43,13 @@ items, also their factors (``n_p * (K + d)`` values) and blocks of at most ``5 *
 
 from __future__ import annotations
 
-import warnings
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
 from lbench.errors import ConfigError, check_positive_int
-from lbench.strategies._kernels import d2_sample
+from lbench.strategies._order import canonical_view, from_canonical
 from lbench.strategies.base import PoolView, QueryStrategy
 
 __all__ = ["Badge", "badge_kmeanspp", "badge_sq_dist_to", "gradient_factors"]
@@ -200,13 +212,6 @@ def badge_sq_dist_to(
     return _sq_dist_to_row(q, h, sq_norm, int(center), out, _chunks(q.shape[0], chunk_size))
 
 
-def _uniform_rest(chosen: Tensor, count: int, generator: torch.Generator) -> list[int]:
-    """``count`` unchosen positions drawn uniformly at random (without replacement)."""
-    rest = torch.nonzero(~chosen).squeeze(1).cpu()
-    perm = torch.randperm(rest.numel(), generator=generator, device=generator.device).cpu()
-    return rest[perm[:count]].tolist()
-
-
 def badge_kmeanspp(
     probs: Tensor,
     embeddings: Tensor,
@@ -250,50 +255,22 @@ def badge_kmeanspp(
         UserWarning: All candidates left are at distance 0 from the chosen centers (duplicates);
             the rest of the budget is then drawn uniformly from the unchosen candidates.
     """
+    from lbench.strategies.sharded import sharded_kmeanspp
+
     n = probs.shape[0]
     if not 0 < budget <= n:
         raise ValueError(f"budget must be in [1, {n}], got {budget}")
-    if generator is None:
-        generator = torch.Generator().manual_seed(0)
-    dev = probs.device
-    chunks = _chunks(n, chunk_size)
-    q, h, sq_norm = gradient_factors(probs, embeddings, chunk_size, storage_dtype)
-    if not bool(torch.isfinite(sq_norm).all()):  # a NaN or inf in probs or embeddings propagates here
-        raise ValueError("probs and embeddings must be finite, with squared norms that fit in float32")
-
-    chosen = torch.zeros(n, dtype=torch.bool, device=dev)
-    if pending_probs is not None and pending_probs.shape[0] > 0:
-        if pending_embeddings is None:
-            raise ValueError("pending_probs need pending_embeddings")
-        centers = gradient_factors(pending_probs.to(dev), pending_embeddings.to(dev), chunk_size, storage_dtype)
-        if not bool(torch.isfinite(centers[2]).all()):
-            raise ValueError("pending probs and embeddings must be finite, with squared norms that fit in float32")
-        picks: list[int] = []
-        min_sq = _min_sq_dist_to_rows(q, h, sq_norm, centers, torch.empty_like(sq_norm), chunks)
-    else:
-        first = int(torch.argmax(sq_norm).item())
-        picks = [first]
-        min_sq = _sq_dist_to_row(q, h, sq_norm, first, torch.empty_like(sq_norm), chunks)
-        chosen[first] = True
-        min_sq[first] = 0.0
-    dist = torch.empty_like(sq_norm)
-    cum = torch.empty(n, dtype=torch.float64, device=dev)
-    while len(picks) < budget:
-        idx = d2_sample(min_sq, generator, cum)
-        if idx is None:
-            warnings.warn(
-                f"BADGE: all {n - len(picks)} remaining candidates are at distance 0 from the chosen "
-                f"centers; drawing the last {budget - len(picks)} uniformly at random",
-                stacklevel=2,
-            )
-            picks.extend(_uniform_rest(chosen, budget - len(picks), generator))
-            break
-        picks.append(idx)
-        chosen[idx] = True
-        _sq_dist_to_row(q, h, sq_norm, idx, dist, chunks)
-        torch.minimum(min_sq, dist, out=min_sq)
-        min_sq[idx] = 0.0
-    return torch.tensor(picks, dtype=torch.long, device=dev)
+    return sharded_kmeanspp(
+        budget,
+        generator,
+        probs=probs,
+        embeddings=embeddings,
+        storage_dtype=storage_dtype,
+        chunk_size=chunk_size,
+        pending_probs=pending_probs,
+        pending_embeddings=pending_embeddings,
+        group=False,
+    )
 
 
 class Badge(QueryStrategy):
@@ -302,10 +279,16 @@ class Badge(QueryStrategy):
     Pending items (requested, not yet labeled) are centers chosen already: the seeding continues
     from their gradient embeddings.
 
+    Time ``O(B N (K + d))`` (one pass over the factors per pick, at the memory-bandwidth floor, plus
+    an ``O(N)`` cumulative sum), memory ``N (K + d)`` values in the storage dtype plus ``O(N)``
+    vectors (``N`` candidates, ``K`` classes, ``d`` embedding size, ``B`` budget). Across ``W`` ranks
+    (:func:`lbench.strategies.sharded.sharded_kmeanspp`): ``O(B N (K + d) / W)`` per rank, ``O(B (W + K + d))``
+    communication; streamed from disk: ``O(N)`` memory plus one block.
+
     Args:
         chunk_size: Rows processed at a time; bounds temporary memory (see the module docstring).
         storage_dtype: dtype of the stored gradient factors: ``"float32"`` (default), or
-            ``"float16"``/``"bfloat16"`` to halve memory and bandwidth (useful on GPUs).
+            ``"float16"``/``"bfloat16"`` to halve memory and bandwidth (bfloat16 is the fastest on CPU).
     """
 
     requires_embeddings = True
@@ -319,6 +302,45 @@ class Badge(QueryStrategy):
 
     def _select(self, view: PoolView, budget: int, generator: torch.Generator) -> Tensor:
         assert view.embeddings is not None  # checked by select()
+        view, perm = canonical_view(view)  # picks independent of the order of the pool's rows
+        return from_canonical(self._select_sorted(view, budget, generator), perm)
+
+    def select_sharded(
+        self,
+        index: Any,
+        probs: Any,
+        embeddings: Any,
+        budget: int,
+        generator: torch.Generator,
+        group: Any = None,
+        stream: bool = True,
+        pending_probs: Tensor | None = None,
+        pending_embeddings: Tensor | None = None,
+        scratch: str | None = None,
+    ) -> Tensor:
+        """BADGE over this rank's score shard, exact over all ranks' shards (the hook for a sharded round).
+
+        Every rank calls it with its shard (``index.npy``, ``probs.npy``, ``embeddings.npy``, e.g. as
+        ``np.load(..., mmap_mode="r")``) and a generator seeded identically on every rank; all ranks
+        get the same ``[budget]`` global pool indices. ``stream=True`` reads the factors chunk by chunk
+        each pick (memory ``O(n_r)``), ``False`` loads them once. Pending items (the same on every rank)
+        are centres chosen already. ``scratch``: a folder for the bfloat16/float32 factors, written once
+        when streaming (much faster picks). See :mod:`lbench.strategies.sharded`.
+        """
+        from lbench.strategies.sharded import as_tensor, sharded_kmeanspp
+
+        check_positive_int(budget, "budget")
+        idx = as_tensor(index).long()
+        sd = _STORAGE_DTYPES[self.storage_dtype]
+        pending = {"pending_probs": pending_probs, "pending_embeddings": pending_embeddings}
+        if stream:
+            rows: dict[str, Any] = {"chunks": [(probs, embeddings)], "scratch": scratch}
+        else:
+            rows = {"probs": as_tensor(probs), "embeddings": as_tensor(embeddings), "chunk_size": self.chunk_size}
+        return sharded_kmeanspp(budget, generator, index=idx, storage_dtype=sd, group=group, **rows, **pending)
+
+    def _select_sorted(self, view: PoolView, budget: int, generator: torch.Generator) -> Tensor:
+        assert view.embeddings is not None
         pending = self._pending_rows(view, "probs", "embeddings")
         return badge_kmeanspp(
             view.probs,

@@ -233,6 +233,11 @@ class Bait(QueryStrategy):
         lamb: Ridge added to the information matrix.
         oversample: Forward selection picks ``oversample * budget`` items before backward removal.
         chunk_size: Rows per chunk when building the Fisher matrices (bounds temporary memory).
+
+    With ``D = (K - 1) * pca_dim``: time ``O(N K D^2)`` to build the per-candidate matrices, then
+    ``O(N K (D + K^2) + D^2 K)`` per forward or backward step (about ``2 * oversample * B`` steps),
+    plus the PCA of the ``[N, d]`` embeddings; memory about ``10 N K^2 + 3 D^2`` values (float64)
+    at a step's peak (see the module docstring). One process.
     """
 
     requires_embeddings = True

@@ -22,12 +22,15 @@ initial pass.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
 from lbench._faiss import require_faiss
 from lbench.errors import check_positive_int
 from lbench.strategies._kernels import sq_norms
+from lbench.strategies._order import canonical_view, from_canonical
 from lbench.strategies.base import PoolView, QueryStrategy
 
 __all__ = ["Coreset", "k_center_greedy", "min_sq_dist_to_set"]
@@ -105,36 +108,24 @@ def k_center_greedy(
     Raises:
         ValueError: ``budget`` is out of range or the shapes do not match.
     """
+    from lbench.strategies.sharded import sharded_k_center
+
     n = embeddings.shape[0]
     if not 0 < budget <= n:
         raise ValueError(f"budget must be in [1, {n}], got {budget}")
-    x = _as_compute(embeddings)
-    x_norm = sq_norms(x)
-    picks: list[int] = []
     if pending_embeddings is not None and pending_embeddings.shape[0] > 0:
         # pending centres after the labeled ones: the same picks as if they were labeled
         sets = [t for t in (labeled_embeddings, pending_embeddings) if t is not None and t.shape[0] > 0]
-        labeled_embeddings = torch.cat([t.to(device=x.device, dtype=x.dtype) for t in sets])
-    if labeled_embeddings is not None and labeled_embeddings.shape[0] > 0:
-        min_sq = min_sq_dist_to_set(x, labeled_embeddings, chunk_size, use_faiss)
-    else:
-        if generator is None:
-            generator = torch.Generator().manual_seed(0)
-        first = int(torch.randint(n, (), generator=generator, device=generator.device).item())
-        picks.append(first)
-        min_sq = torch.addmv(x_norm, x, x[first], alpha=-2.0).add_(x_norm[first]).clamp_min_(0.0)
-        min_sq[first] = -1.0
-    dist = torch.empty_like(min_sq)
-    while len(picks) < budget:
-        idx = int(torch.argmax(min_sq).item())
-        picks.append(idx)
-        if len(picks) == budget:
-            break
-        torch.addmv(x_norm, x, x[idx], alpha=-2.0, out=dist)
-        dist.add_(x_norm[idx]).clamp_min_(0.0)
-        torch.minimum(min_sq, dist, out=min_sq)
-        min_sq[idx] = -1.0  # chosen: below every distance, never the argmax again
-    return torch.tensor(picks, dtype=torch.long, device=embeddings.device)
+        labeled_embeddings = torch.cat([t.to(device=embeddings.device, dtype=torch.float64) for t in sets])
+    return sharded_k_center(
+        budget,
+        generator,
+        embeddings=embeddings,
+        labeled_embeddings=labeled_embeddings,
+        chunk_size=chunk_size,
+        use_faiss=use_faiss,
+        group=False,
+    )
 
 
 class Coreset(QueryStrategy):
@@ -143,6 +134,11 @@ class Coreset(QueryStrategy):
     Uses ``view.labeled_embeddings`` and ``view.pending_embeddings`` (items requested, not yet
     labeled) as the initial centers when the view has them; otherwise the first center is drawn at
     random from the generator.
+
+    Time ``O(N m d)`` for the initial pass to the ``m`` labeled and pending items plus ``O(B N d)`` for
+    the picks, memory ``O(N)`` vectors (plus a float32 copy of the embeddings when they are not
+    contiguous float32/64). Across ``W`` ranks (:func:`lbench.strategies.sharded.sharded_k_center`):
+    ``O(B N d / W)`` per rank and ``O(B (W + d))`` communication; streamed: ``O(N)`` memory plus one block.
 
     Args:
         chunk_size: Tile side of the initial distance pass to the labeled set.
@@ -158,6 +154,43 @@ class Coreset(QueryStrategy):
 
     def _select(self, view: PoolView, budget: int, generator: torch.Generator) -> Tensor:
         assert view.embeddings is not None  # checked by select()
+        view, perm = canonical_view(view)  # picks independent of the order of the pool's rows
+        return from_canonical(self._select_sorted(view, budget, generator), perm)
+
+    def select_sharded(
+        self,
+        index: Any,
+        embeddings: Any,
+        budget: int,
+        generator: torch.Generator,
+        labeled_embeddings: Tensor | None = None,
+        group: Any = None,
+        stream: bool = True,
+    ) -> Tensor:
+        """Coreset over this rank's embedding shard, exact over all ranks' shards (the hook for a sharded round).
+
+        Every rank passes its shard (``index.npy``, ``embeddings.npy``, e.g. memory-mapped) and the same
+        labeled (and pending) embeddings and generator seed; all ranks get the same ``[budget]`` global
+        pool indices, equal to the single-process picks. See :mod:`lbench.strategies.sharded`.
+        """
+        from lbench.strategies.sharded import as_tensor, sharded_k_center
+
+        check_positive_int(budget, "budget")
+        idx = as_tensor(index).long()
+        kwargs = {"chunks": [embeddings]} if stream else {"embeddings": as_tensor(embeddings)}
+        return sharded_k_center(
+            budget,
+            generator,
+            labeled_embeddings=labeled_embeddings,
+            index=idx,
+            chunk_size=self.chunk_size,
+            use_faiss=self.use_faiss,
+            group=group,
+            **kwargs,
+        )
+
+    def _select_sorted(self, view: PoolView, budget: int, generator: torch.Generator) -> Tensor:
+        assert view.embeddings is not None
         pending = self._pending_rows(view, "embeddings")
         return k_center_greedy(
             view.embeddings,

@@ -210,6 +210,10 @@ class GalaxyBatch(QueryStrategy):
     For a person labeling a batch (no label inside the batch); see the module docstring. Needs
     ``view.labeled_labels`` and ``view.labeled_probs`` (the model's probabilities on the labeled
     items, which place them on the graphs).
+
+    Time ``O(K N log N)`` to sort the ``K`` class lines of the ``N`` pool nodes (labeled included)
+    plus ``O(B N)`` for the picks, memory ``O(K N)`` for the lines (recomputed beyond 2**26
+    entries); one process, no embeddings (``d`` plays no part).
     """
 
     requires_labeled = True
@@ -309,6 +313,10 @@ class Galaxy(QueryStrategy):
     called once per pick with a ``[1]`` tensor of its global pool index. Without one it refuses;
     :class:`GalaxyBatch` is the batch-mode variant for a person labeling a batch. Needs
     ``view.labeled_labels`` and ``view.labeled_probs``. See the module docstring for the algorithm.
+
+    Time ``O(N log N)`` per class line, built at its first draw (at most ``K`` of them), plus
+    ``O(B N)`` for the picks (a gather and a ``nonzero`` over a line each) and ``B`` oracle calls;
+    memory ``O(min(K, B) N)`` for the kept lines; one process, no embeddings.
     """
 
     requires_labeled = True

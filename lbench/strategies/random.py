@@ -16,7 +16,11 @@ def random_sample(n: int, budget: int, generator: torch.Generator) -> Tensor:
 
 
 class Random(QueryStrategy):
-    """Pick unlabeled items uniformly at random."""
+    """Pick unlabeled items uniformly at random.
+
+    Time ``O(N)`` (one random permutation of the ``N`` candidates), memory ``O(N)``; it reads no
+    model output, so the cost does not depend on ``K``, ``d``, ``B`` or the number of ranks.
+    """
 
     requires_model = False
 

@@ -240,6 +240,11 @@ class TypiClust(QueryStrategy):
         min_cluster_size: Clusters with at most this many members are visited last.
         n_iter: k-means iterations.
         use_faiss: Use faiss for k-means when installed (CPU data).
+
+    With ``C = min(n_l + B, max_clusters)`` clusters over the ``N`` pool embeddings of size ``d``:
+    time ``O(n_iter N C d)`` for k-means (plus ``O(N C d)`` for the seeding) and ``O(sum_c n_c^2 d)``
+    for the typicality within clusters, memory ``O(N d)`` plus the largest cluster's distance
+    block; one process, no probabilities (``K`` plays no part).
     """
 
     requires_embeddings = True

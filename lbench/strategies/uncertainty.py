@@ -49,21 +49,33 @@ def top_uncertain(scores: Tensor, budget: int, generator: torch.Generator) -> Te
 
 
 class Confidence(QueryStrategy):
-    """Least-confidence sampling: the items whose top probability is lowest."""
+    """Least-confidence sampling: the items whose top probability is lowest.
+
+    Time ``O(N K + N log N)`` (a score per candidate, then a top-``B`` after a random tie-break
+    permutation), memory ``O(N)`` beyond the ``[N, K]`` probabilities; no embeddings (``d`` plays no part).
+    """
 
     def _select(self, view: PoolView, budget: int, generator: torch.Generator) -> Tensor:
         return top_uncertain(confidence_scores(view.probs), budget, generator)
 
 
 class Margin(QueryStrategy):
-    """Margin sampling: the items with the smallest gap between the two top probabilities."""
+    """Margin sampling: the items with the smallest gap between the two top probabilities.
+
+    Time ``O(N K + N log N)`` (a top-2 per candidate, then a top-``B`` after a random tie-break
+    permutation), memory ``O(N)`` beyond the ``[N, K]`` probabilities; no embeddings (``d`` plays no part).
+    """
 
     def _select(self, view: PoolView, budget: int, generator: torch.Generator) -> Tensor:
         return top_uncertain(margin_scores(view.probs), budget, generator)
 
 
 class Entropy(QueryStrategy):
-    """Entropy sampling: the items whose predictive distribution has the largest entropy."""
+    """Entropy sampling: the items whose predictive distribution has the largest entropy.
+
+    Time ``O(N K + N log N)``, memory ``O(N K)`` for the ``p log p`` terms beyond the ``[N, K]``
+    probabilities; no embeddings (``d`` plays no part).
+    """
 
     def _select(self, view: PoolView, budget: int, generator: torch.Generator) -> Tensor:
         return top_uncertain(entropy_scores(view.probs), budget, generator)

@@ -9,6 +9,7 @@ from lbench.errors import ConfigError
 from lbench.strategies import (
     Badge,
     Bait,
+    ClusterMargin,
     Confidence,
     Coreset,
     Entropy,
@@ -17,6 +18,8 @@ from lbench.strategies import (
     Margin,
     QueryStrategy,
     Random,
+    Seals,
+    StochasticBatch,
     TypiClust,
 )
 
@@ -33,12 +36,15 @@ STRATEGIES = [
     Galaxy(),
     GalaxyBatch(),
     TypiClust(use_faiss=False),
+    StochasticBatch(),
+    ClusterMargin(use_faiss=False),
+    Seals(use_faiss=False),
 ]
 
 
 def test_all_strategies_are_covered():
     assert {type(s) for s in STRATEGIES} == set(QueryStrategy.__subclasses__()) | {Confidence, Entropy, Margin}
-    assert len(STRATEGIES) == 10
+    assert len(STRATEGIES) == 13
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES, ids=lambda s: s.name)

@@ -14,6 +14,7 @@ from lbench.errors import ConfigError
 from lbench.strategies import (
     Badge,
     Bait,
+    ClusterMargin,
     Confidence,
     Coreset,
     Entropy,
@@ -23,13 +24,25 @@ from lbench.strategies import (
     PoolView,
     QueryStrategy,
     Random,
+    Seals,
+    StochasticBatch,
     TypiClust,
 )
 
 from .conftest import check_contract, make_view, select
 
 DIVERSITY = [Badge(), Coreset(), TypiClust(use_faiss=False), Bait()]
-OTHERS = [Random(), Margin(), Confidence(), Entropy(), Galaxy(), GalaxyBatch()]
+OTHERS = [
+    Random(),
+    Margin(),
+    Confidence(),
+    Entropy(),
+    Galaxy(),
+    GalaxyBatch(),
+    StochasticBatch(),
+    ClusterMargin(use_faiss=False),
+    Seals(use_faiss=False),
+]
 STRATEGIES = DIVERSITY + OTHERS
 # Bait without PCA: centring two clusters on the pool mean makes their embeddings antiparallel, and
 # h h^T (so the Fisher information) the same for both; raw embeddings keep their directions apart.
@@ -123,7 +136,7 @@ def two_clusters(n_per=40, seed=0, n_labeled_b=0):
 
 def test_all_strategies_are_covered():
     assert {type(s) for s in STRATEGIES} == set(QueryStrategy.__subclasses__()) | {Confidence, Entropy, Margin}
-    assert len(STRATEGIES) == 10
+    assert len(STRATEGIES) == 13
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES, ids=_ids)
