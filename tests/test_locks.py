@@ -61,7 +61,8 @@ def test_a_refused_process_is_told_who_holds_the_lock(tmp_path):
         p.send_signal(signal.SIGKILL)  # dies holding it: the holder file stays, the flock goes
         p.wait()
         assert holder_of(tmp_path).startswith(f"pid {p.pid} ")
-        with pytest.warns(UserWarning, match=rf"took over the lock of thing from pid {p.pid} on host .+ no longer running"):
+        took_over = rf"took over the lock of thing from pid {p.pid} on host .+ no longer running"
+        with pytest.warns(UserWarning, match=took_over):
             with locked_dir(tmp_path, "thing", "wait"):
                 assert holder_of(tmp_path).startswith(f"pid {os.getpid()} ")
         assert list(tmp_path.iterdir()) == []
