@@ -172,6 +172,7 @@ def run_experiment(
     logger_factory: LoggerFactory | None = None,
     point_eval: PointEvaluation | None = None,
     score_dtype: str = "float32",
+    sharded_selection: bool = False,
 ) -> list[dict[str, Any]]:
     """Run, resume or extend a simulated active-learning experiment.
 
@@ -203,6 +204,9 @@ def run_experiment(
         score_dtype: Storage type of the pool's score shards (:mod:`lbench.scores`): ``float32``
             (selections exactly those of one process in memory) or ``float16`` (half the disk and
             rank 0 memory, for large pools).
+        sharded_selection: Under DDP, run BADGE and coreset on every rank over its part of the pool
+            (exact k-means++ / k-center across ranks, :mod:`lbench.strategies.sharded`) instead of on
+            rank 0 alone.
 
     Returns:
         All round records of the run (including ones recorded before a resume).
@@ -237,6 +241,7 @@ def run_experiment(
             lock,
             point_eval,
             score_dtype,
+            sharded_selection,
         )
 
 
@@ -256,6 +261,7 @@ def _run_experiment(
     lock: Callable[[], None],
     point_eval: PointEvaluation | None,
     score_dtype: str,
+    sharded_selection: bool,
 ) -> list[dict[str, Any]]:
     if score_dtype not in SCORE_DTYPES:
         raise ConfigError(f"score_dtype must be one of {', '.join(SCORE_DTYPES)}, got {score_dtype!r}")
@@ -326,7 +332,7 @@ def _run_experiment(
                     console.where["at"] = f"{arm.name} seed {seed} round {rnd}"
                     logger = logger_factory(arm.name, seed, rnd) if logger_factory is not None else None
                     rec = _run_round(spec, arm, seed, rnd, model, datamodule, pool, oracle, arm_dir, trainer_kwargs,
-                                     logger, score_dtype)  # fmt: skip
+                                     logger, score_dtype, sharded_selection)  # fmt: skip
                     # κ vs the previous round's record (resume-exact); the run's identity (run.json), checked by
                     # the report when merging; the embedding time is the run's (run.json's description), not a round's
                     kappa = record_kappa(records, rec.to_json())
@@ -439,6 +445,7 @@ def _run_round(
     trainer_kwargs: dict[str, Any],
     logger: Logger | list[Logger] | None,
     score_dtype: str,
+    sharded_selection: bool = False,
 ) -> RoundRecord:
     """Run (or finish, after a kill) one round's phases and acquire its selection; the round's record.
 
@@ -462,7 +469,7 @@ def _run_round(
         kill_point(phase, rnd, arm.name, seed)
 
     out = run_round_phases(model, datamodule, kwargs, files, pool, arm, spec.budget if selecting else None,
-                           round_seed, oracle, score_dtype, after)  # fmt: skip
+                           round_seed, oracle, score_dtype, after, sharded_selection)  # fmt: skip
     scores = record_scores(out.metrics, out.pool_predictions, pool, oracle)
     stop = stop_predictions(out.pool_predictions, seed)  # see lbench.stopping
     record = RoundRecord(

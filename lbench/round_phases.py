@@ -35,18 +35,22 @@ from typing import Any
 
 import lightning as L
 import torch
+import torch.distributed as dist
 from torch import Tensor
 
 from lbench import console
 from lbench._io import atomic_write_json, read_json
 from lbench.distributed import wait_until
-from lbench.loop import predicted_classes, select_batch
+from lbench.errors import ConfigError
+from lbench.loop import make_view, predicted_classes, select_batch
 from lbench.oracle import Oracle
 from lbench.pool import LabelPool
-from lbench.scores import ScoreShardWriter, read_score_shards, shards_complete
+from lbench.scores import KEYS, ScoreShardWriter, read_score_shards, shards_complete
+from lbench.strategies.badge import Badge
 from lbench.strategies.base import QueryStrategy
+from lbench.strategies.coreset import Coreset
 
-__all__ = ["PHASES", "RoundFiles", "RoundOutputs", "clear_work", "run_round_phases"]
+__all__ = ["PHASES", "SHARDED", "RoundFiles", "RoundOutputs", "clear_work", "run_round_phases", "select_sharded_part"]
 
 PHASES = ("fit", "test", "score", "select", "acquire")
 """The phases of a round, in order (``acquire`` is the driver's: labels into the pool, the record into the ledger)."""
@@ -85,7 +89,7 @@ class RoundFiles:
 
     @property
     def selection(self) -> Path:
-        """``{"selected": [...], "select_seconds": ...}``."""
+        """``{"selected": [...], "select_seconds": ...}`` (and ``"ranks"`` when every rank selected its part)."""
         return self.folder / "selection.json"
 
     def next_phase(self, selecting: bool) -> str:
@@ -138,6 +142,7 @@ def run_round_phases(
     oracle: Oracle | None,
     score_dtype: str = "float32",
     after: Callable[[str], None] | None = None,
+    sharded: bool = False,
 ) -> RoundOutputs:
     """Run the round's missing phases on one Trainer; read the others' outputs from ``files``.
 
@@ -153,6 +158,9 @@ def run_round_phases(
         oracle: For interactive strategies.
         score_dtype: Storage type of the score shards.
         after: Called with each phase's name once its output is on disk (fault injection).
+        sharded: On several ranks, run a strategy that has a sharded kernel (BADGE, coreset) on
+            every rank over its contiguous part of the pool (:func:`select_sharded_part`) instead
+            of on rank 0 alone; other strategies select on rank 0 as usual.
     """
     selecting = budget is not None
     start = files.next_phase(selecting)
@@ -211,14 +219,24 @@ def run_round_phases(
     else:
         score_seconds = float(read_json(files.score)["score_seconds"]) if is_zero else 0.0
 
-    rows = read_score_shards(files.scores) if is_zero else None
+    use_sharded = sharded and selecting and trainer.world_size > 1 and isinstance(query, SHARDED)
+    # rank 0 needs the whole pool's probabilities (pool predictions) and, when it selects alone, the embeddings
+    rows = read_score_shards(files.scores, keys=("probs",) if use_sharded else KEYS[1:]) if is_zero else None
     select_seconds = 0.0
     selected = torch.empty(0, dtype=torch.long)
     if selecting:
         assert budget is not None
         if order <= PHASES.index("select"):
             console.where["at"] = f"{where} (select)"
-            if is_zero:
+            if use_sharded:
+                t0 = time.perf_counter()
+                picked = select_sharded_part(files.scores, pool, query, budget, seed)
+                secs = round(time.perf_counter() - t0, 4)
+                if is_zero:
+                    atomic_write_json(files.selection, {"selected": picked.tolist(), "select_seconds": secs,
+                                                        "ranks": trainer.world_size})  # fmt: skip
+                wait_until(files.selection.is_file, f"rank 0's selection ({files.selection})")
+            elif is_zero:
                 assert rows is not None
                 picked, _, secs = select_batch(rows, pool, query, budget, seed, oracle)
                 atomic_write_json(files.selection, {"selected": picked.tolist(), "select_seconds": round(secs, 4)})
@@ -239,6 +257,48 @@ def run_round_phases(
         pool_predictions=predicted_classes(rows, pool.size) if rows is not None else None,
         first_phase=start,
     )
+
+
+SHARDED = (Badge, Coreset)
+"""Strategies whose selection runs on every rank's part of the pool (``run --sharded_selection true``)."""
+
+
+def select_sharded_part(scores: Path, pool: LabelPool, query: QueryStrategy, budget: int, seed: int) -> Tensor:
+    """Every rank: BADGE or coreset over its contiguous part of the pool, exact over all parts.
+
+    Each rank reads only its part of the sorted pool from the score shards (memory ``O(N / world)``
+    rows), the labeled and pending rows of all parts are gathered (they are few), and the strategy's
+    sharded kernel (:mod:`lbench.strategies.sharded`) exchanges ``O(world + K + d)`` values per pick.
+    Every rank returns the same picks. Must be called by every rank of the default process group.
+
+    Raises:
+        ConfigError: Non-finite scores on some rank, or a budget larger than the candidates (on every rank).
+    """
+    rank, world = dist.get_rank(), dist.get_world_size()
+    rows = read_score_shards(scores, rank, world)
+    view = make_view(rows, pool)
+    bad = torch.tensor([float(not all(bool(torch.isfinite(t).all()) for t in (view.probs, view.embeddings)
+                                      if t is not None)), float(view.num_unlabeled)])  # fmt: skip
+    dist.all_reduce(bad)
+    if bad[0] > 0:
+        raise ConfigError(f"query strategy {query.name!r} got non-finite probabilities or embeddings")
+    if budget > bad[1]:
+        raise ConfigError(f"budget {budget} is larger than the {int(bad[1])} candidates")
+    gen = torch.Generator().manual_seed(seed)
+
+    def gathered(t: Tensor | None) -> Tensor | None:
+        parts: list[Any] = [None] * world
+        dist.all_gather_object(parts, t if t is not None else torch.empty(0))
+        out = torch.cat([p for p in parts if p.numel()]) if any(p.numel() for p in parts) else None
+        return out
+
+    if isinstance(query, Badge):
+        pending_probs, pending_embeddings = gathered(view.pending_probs), gathered(view.pending_embeddings)
+        return query.select_sharded(view.index, view.probs, view.embeddings, budget, gen, stream=False,
+                                    pending_probs=pending_probs, pending_embeddings=pending_embeddings)  # fmt: skip
+    centres = [t for t in (view.labeled_embeddings, view.pending_embeddings) if t is not None and t.numel()]
+    labeled = gathered(torch.cat(centres) if centres else None)
+    return query.select_sharded(view.index, view.embeddings, budget, gen, labeled_embeddings=labeled, stream=False)
 
 
 def clear_work(work: Path, keep_from: int | None = None) -> None:

@@ -157,24 +157,60 @@ def shards_complete(folder: str | os.PathLike[str]) -> bool:
     return _complete_world(Path(folder)) is not None
 
 
-def read_score_shards(folder: str | os.PathLike[str]) -> dict[str, Tensor]:
-    """All shards' rows, sorted by pool index, each index once; ``probs``/``embeddings`` as float32.
-
-    Raises:
-        DataError: No whole set of shards, or a shard whose files do not match its ``done.json``.
-    """
-    folder = Path(folder)
+def _open_shards(folder: Path) -> list[dict[str, np.ndarray]]:
+    """The memory-mapped arrays of a whole set of shards, checked against their ``done.json``."""
     world = _complete_world(folder)
     if world is None:
         raise DataError(f"no complete set of score shards in {folder}")
-    parts: dict[str, list[Tensor]] = {}
+    shards = []
     for r in range(world):
         shard = folder / _shard_name(r, world)
         done = json.loads((shard / "done.json").read_text(encoding="utf-8"))
+        arrays = {}
         for k, shape in done["shapes"].items():
             arr = np.load(shard / f"{k}.npy", mmap_mode="r")
             if list(arr.shape) != shape:
                 raise DataError(f"score shard {shard / (k + '.npy')} has shape {list(arr.shape)}, expected {shape}")
-            t = torch.from_numpy(np.array(arr, dtype=np.int64 if k == "index" else np.float32))
-            parts.setdefault(k, []).append(t)
-    return sort_unique_rows({k: torch.cat(v) for k, v in parts.items()})
+            arrays[k] = arr
+        shards.append(arrays)
+    return shards
+
+
+def read_score_shards(
+    folder: str | os.PathLike[str], part: int = 0, parts: int = 1, keys: tuple[str, ...] = KEYS[1:]
+) -> dict[str, Tensor]:
+    """The shards' rows, sorted by pool index, each index once; ``probs``/``embeddings`` as float32.
+
+    Args:
+        folder: The shards' folder.
+        part: Which contiguous part of the sorted pool to read (a rank of a sharded selection).
+        parts: Into how many parts the sorted pool is cut (the whole pool with the default 1): part
+            ``r`` holds the sorted rows ``[r * n // parts, (r + 1) * n // parts)``. Only those rows'
+            scores are read (memory ``O(n)`` for the indices plus the part's rows).
+        keys: Which of ``probs`` and ``embeddings`` to read (``index`` always).
+
+    Raises:
+        DataError: No whole set of shards, or a shard whose files do not match its ``done.json``.
+    """
+    shards = _open_shards(Path(folder))
+    index = np.concatenate([np.asarray(s["index"], dtype=np.int64) for s in shards])
+    which = np.concatenate([np.full(len(s["index"]), k, dtype=np.int64) for k, s in enumerate(shards)])
+    row = np.concatenate([np.arange(len(s["index"]), dtype=np.int64) for s in shards])
+    order = np.argsort(index, kind="stable")
+    keep = np.ones(len(order), dtype=bool)
+    keep[1:] = index[order][1:] != index[order][:-1]  # padding samplers may repeat items
+    order = order[keep]
+    n = len(order)
+    order = order[part * n // parts : (part + 1) * n // parts]
+    out: dict[str, Tensor] = {"index": torch.from_numpy(index[order])}
+    for key in keys:
+        if not any(key in s for s in shards if len(s["index"])):
+            continue
+        width = next(s[key].shape[1] for s in shards if key in s)
+        values = np.empty((len(order), width), dtype=np.float32)
+        for k, s in enumerate(shards):
+            mine = which[order] == k
+            if mine.any():
+                values[mine] = s[key][row[order][mine]]
+        out[key] = torch.from_numpy(values)
+    return out

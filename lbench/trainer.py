@@ -237,6 +237,7 @@ class LbenchTrainer(L.Trainer):
         report: bool = True,
         point_eval: PointEvaluation | None = None,
         score_dtype: Literal["float32", "float16"] = "float32",
+        sharded_selection: bool = False,
     ) -> None:
         """Run a simulated active-learning experiment: arms x seeds x rounds, then a report.
 
@@ -259,6 +260,9 @@ class LbenchTrainer(L.Trainer):
             score_dtype: Storage of the pool's scores between scoring and selection (per-rank
                 shards on disk): ``float32`` (exactly the in-memory selection) or ``float16`` (half
                 the disk and rank 0 memory, for pools of millions).
+            sharded_selection: Under DDP, BADGE and coreset select on every rank over its part of
+                the pool (exact across ranks; memory and time per rank ``O(N / world)``) instead of
+                on rank 0 alone.
         """
         if not isinstance(datamodule, PoolDataModule):
             raise ConfigError(
@@ -280,6 +284,7 @@ class LbenchTrainer(L.Trainer):
             logger_factory=self.logger_factory,
             point_eval=point_eval,
             score_dtype=score_dtype,
+            sharded_selection=sharded_selection,
         )
         if not self.is_global_zero:
             return

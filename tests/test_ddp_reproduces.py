@@ -128,3 +128,13 @@ def test_srun_two_tasks_select_what_one_process_selects(one_process, tmp_path):
     assert "Test accuracy" in outputs[0][0] and outputs[1][0] == ""  # one run of 2 ranks, not 2 runs
     rows = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
     _same(one_process[1], {(r["arm"], r["round"]): r for r in rows})
+
+
+def test_sharded_selection_on_two_ranks_picks_what_one_process_picks(one_process, tmp_path):
+    """--sharded_selection: BADGE runs on both ranks over their halves of the pool (margin stays on rank 0)."""
+    cache, sharded = one_process[0] / "cache", ("--sharded_selection", "true")
+    proc = _run(tmp_path, "sharded", 2, *sharded, torchrun=True, kill="select:1:badge:0", cache=cache)
+    assert proc.returncode != 0
+    saved = json.loads((tmp_path / "sharded" / "badge" / "seed_0" / "work" / "round_01" / "selection.json").read_text())
+    assert saved["ranks"] == 2 and len(saved["selected"]) == 20  # selected by both ranks, each over its part
+    _same(one_process[1], _run(tmp_path, "sharded", 2, *sharded, torchrun=True, cache=cache))
