@@ -6,7 +6,7 @@ import argparse
 
 from lbench._subcommand import SubcommandParser, run_subcommand
 from lbench.errors import ConfigError
-from lbench.label.core import Outcome, import_answers
+from lbench.label.core import Outcome, import_answers, revert_answers
 from lbench.label.formats import FORMATS, read_label_file
 from lbench.label.journal import JOURNAL_NAME
 
@@ -70,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="wait this long for another lbench process (select, label) to release the pool (default: 60)",
     )
     p.add_argument("--dry_run", "--dry-run", action="store_true", help="check FILE and say what would change")
+    p.add_argument(
+        "--revert",
+        metavar="I,J,...",
+        help="take back the answers of these pool indices (labels, skip or unsure): they are pending again; "
+        "journaled like an import (no FILE with it)",
+    )
     return p
 
 
@@ -88,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
 def _label(args: argparse.Namespace) -> list[str]:
     if args.wait < 0:
         raise ConfigError(f"--wait must be >= 0 seconds, got {args.wait:g}")
+    if args.revert is not None:
+        return _revert(args)
     classes = None if args.classes is None else args.classes.split(",")
     parsed = read_label_file(args.file, args.format) if args.file is not None else None
     outcome = import_answers(
@@ -102,6 +110,33 @@ def _label(args: argparse.Namespace) -> list[str]:
         dry_run=args.dry_run,
     )
     return describe(outcome, dry_run=args.dry_run, has_file=args.file is not None)
+
+
+def _revert(args: argparse.Namespace) -> list[str]:
+    """``label --revert I,J``: one revert entry in the journal, then the pool file."""
+    given = {
+        "FILE": args.file is not None,
+        "--classes": args.classes is not None,
+        "--clear_pending": args.clear_pending,
+        "--dry_run": args.dry_run,
+        "--allow_new_classes": args.allow_new_classes,
+        "--ids_from": bool(args.ids_from),
+    }
+    others = [name for name, on in given.items() if on]
+    if others:
+        raise ConfigError(f"--revert takes no {', '.join(others)}: it only takes answers back")
+    try:
+        index = [int(t) for t in args.revert.split(",") if t.strip()]
+    except ValueError as e:
+        raise ConfigError(f"--revert takes pool indices separated by commas, got {args.revert!r}") from e
+    done = revert_answers(args.pool, index, annotator=args.annotator, source="lbench label --revert", wait=args.wait)
+    pool = done.pool
+    names = pool.class_names or []
+    said = [names[y] if isinstance(y, int) and y < len(names) else y for _, y in done.answers]
+    shown = ", ".join(f"{i} ({y})" for (i, _), y in zip(done.answers[:10], said, strict=False))
+    shown += " ..." if len(done.answers) > 10 else ""
+    return [f"reverted {len(done.answers)} answers: {shown}; pending again; "
+            f"pool: {pool.num_labeled} labeled of {pool.size}, {len(pool.pending)} pending"]  # fmt: skip
 
 
 def _some(index: list[int], n: int = 10) -> str:
