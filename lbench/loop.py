@@ -1,8 +1,9 @@
 """ActiveLoop: the callback that turns ``trainer.predict`` over the pool into a selection.
 
 It collects ``(index, probs, embeddings)`` from every predict batch, gathers the rows of all
-ranks (padding uneven shards), runs the query strategy on rank 0 and broadcasts the chosen
-pool indices, so every rank ends with the same ``selected`` tensor.
+ranks onto rank 0 (padding uneven shards; the other ranks keep only their own), runs the query
+strategy on rank 0 and broadcasts the chosen pool indices, so every rank ends with the same
+``selected`` tensor.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 import lightning as L
 import torch
+import torch.distributed as dist
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 from typing_extensions import override
@@ -27,26 +29,34 @@ __all__ = ["ActiveLoop", "gather_rows", "make_view", "predicted_classes", "selec
 
 
 def gather_rows(trainer: L.Trainer, rows: dict[str, Tensor]) -> dict[str, Tensor]:
-    """All-gather per-rank rows of possibly different lengths (pads with ``index = -1``).
+    """Gather per-rank rows of possibly different lengths onto rank 0 (pads with ``index = -1``).
+
+    Only rank 0 receives the other ranks' rows (``torch.distributed.gather``), so a rank other than
+    0 never holds more than its own ``N / world`` rows; it gets its own rows back.
 
     Args:
         trainer: A trainer inside a live strategy.
         rows: Tensors with the same first dimension, including ``index``.
 
     Returns:
-        The rows of all ranks, padding dropped, sorted by ``index``.
+        On rank 0 the rows of all ranks, elsewhere this rank's; padding dropped, sorted by ``index``,
+        each index once.
     """
     if trainer.world_size > 1:
-        strategy = trainer.strategy
         n = torch.tensor([len(rows["index"])], device=rows["index"].device)
-        m = int(strategy.all_gather(n).max())
-        padded = {}
+        m = int(trainer.strategy.all_gather(n).max())
+        zero = trainer.is_global_zero
+        gathered = {}
         for k, v in rows.items():
             pad = v.new_full((m - len(v), *v.shape[1:]), -1 if k == "index" else 0)
-            g = strategy.all_gather(torch.cat([v, pad]))
-            padded[k] = g.reshape(-1, *v.shape[1:])
-        keep = padded["index"] >= 0
-        rows = {k: v[keep] for k, v in padded.items()}
+            t = torch.cat([v, pad]).contiguous()
+            bucket = [torch.empty_like(t) for _ in range(trainer.world_size)] if zero else None
+            dist.gather(t, bucket, dst=0)
+            if bucket is not None:
+                gathered[k] = torch.cat(bucket)
+        if zero:
+            keep = gathered["index"] >= 0
+            rows = {k: v[keep] for k, v in gathered.items()}
     return sort_unique_rows(rows)
 
 

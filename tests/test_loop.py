@@ -144,3 +144,22 @@ def test_interactive_strategy_without_an_oracle_is_refused_before_predicting():
     assert "\n" not in str(e.value)
     ActiveLoop(Galaxy(), budget=None)  # scoring only (the last round): no label is asked
     ActiveLoop(GalaxyBatch(), budget=5)
+
+
+def test_gather_rows_brings_the_pool_to_rank_zero_only(tmp_path):
+    """A rank other than 0 never holds more than its own rows (issue: world x N rows on every rank)."""
+    import json
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    script = Path(__file__).parent / "helpers" / "gather_ddp.py"
+    procs = [subprocess.Popen([sys.executable, str(script), str(r), port, str(tmp_path)]) for r in (0, 1)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    zero, one = (json.loads((tmp_path / f"rank_{r}.json").read_text()) for r in (0, 1))
+    assert zero == {"index": [0, 2, 3, 4], "probs": [0.0, 2.0, 3.0, 4.0]}  # all ranks' rows, each index once
+    assert one == {"index": [3, 4], "probs": [3.0, 4.0]}  # its own rows only
