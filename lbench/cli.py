@@ -123,6 +123,11 @@ class LbenchCLI(LightningCLI):
             parser.set_defaults({"arms": []})
         return parser
 
+    def before_select(self) -> None:
+        """Give the trainer the resolved config: a proxy kept by ``select --train`` is reused only under the same."""
+        assert isinstance(self.trainer, LbenchTrainer)
+        self.trainer.config_text = self._parser("select").dump(self.config["select"], skip_none=False)
+
     def before_run(self) -> None:
         """Give the trainer the resolved config (written to the run directory) and the configured loggers."""
         assert isinstance(self.trainer, LbenchTrainer)

@@ -11,6 +11,7 @@ import copy
 import csv
 import hashlib
 import io
+import json
 import os
 import secrets
 from pathlib import Path
@@ -33,6 +34,7 @@ from lbench.locks import locked_dir
 from lbench.loop import ActiveLoop
 from lbench.point_eval import PointEvaluation
 from lbench.pool import LabelPool
+from lbench.run_identity import config_identity, data_identity
 from lbench.stopping import select_stop_signal
 from lbench.strategies.base import QueryStrategy
 from lbench.strategies.uncertainty import margin_scores
@@ -118,7 +120,7 @@ class LbenchTrainer(L.Trainer):
         assert datamodule.pool_file is not None
         folder = Path(datamodule.pool_file).parent
         pool = LabelPool.load(datamodule.pool_file)
-        key = hashlib.sha256(pool.labels.numpy().tobytes() + str(pool.num_classes).encode()).hexdigest()[:16]
+        key = _proxy_key(pool, model, datamodule, self.config_text)
         ckpt, meta = folder / "proxy.ckpt", folder / "proxy.json"
         if ckpt.is_file() and meta.is_file():
             with contextlib.suppress(OSError, ValueError):
@@ -294,6 +296,25 @@ class LbenchTrainer(L.Trainer):
             from lbench.report import write_report
 
             write_report([out_dir])
+
+
+def _proxy_key(pool: LabelPool, model: L.LightningModule, datamodule: L.LightningDataModule, config: str | None) -> str:
+    """What a kept ``proxy.ckpt`` was trained from: the labels, the model, data and trainer settings, the data.
+
+    The settings are the config's result-relevant ``model``, ``data``, ``trainer`` and
+    ``seed_everything`` values (:func:`lbench.run_identity.config_identity`; not the query or the
+    budget), or the model's hyper-parameters without a config; the data is the splits' content
+    hashes and the encoder's fingerprint. Any change trains a new proxy.
+    """
+    ident = config_identity(config)
+    settings = (
+        {k: v for k, v in ident.items() if k.split(".")[0] in ("model", "data", "trainer", "seed_everything")}
+        if ident is not None
+        else {"model": repr(dict(model.hparams))}
+    )
+    text = json.dumps([settings, data_identity(datamodule)], sort_keys=True, default=str)
+    h = hashlib.sha256(pool.labels.numpy().tobytes() + str(pool.num_classes).encode() + text.encode())
+    return h.hexdigest()[:16]
 
 
 def describe_cache(datamodule: EmbeddingDataModule) -> list[str]:

@@ -136,3 +136,8 @@ def test_select_trains_on_the_labels_when_asked_and_reuses_the_model_until_they_
     assert list(cwd.iterdir()) == []  # the training logged nothing into the current folder
     rc, _, err = run_cli([*args, "--ckpt_path", str(folder / "proxy.ckpt")], capsys)
     assert rc == 2 and "not both" in err
+    kept = (folder / "proxy.ckpt").read_bytes()
+    rc, out, err = run_cli([*args, "--query", "Entropy", "--budget", "3"], capsys)  # selection settings only
+    assert rc == 0 and "did not change" in out, err
+    rc, out, err = run_cli([*args, "--trainer.max_epochs", "3"], capsys)  # the same labels, another recipe
+    assert rc == 0 and "trained on 85 labels" in out and (folder / "proxy.ckpt").read_bytes() != kept
