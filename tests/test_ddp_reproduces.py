@@ -15,7 +15,8 @@ ARGS = ["-c", str(CONFIGS / "smoke.yaml"), "--arms", "[Margin, Badge]", "--seeds
 
 
 def _cmd(out, cache, devices, torchrun=False):
-    launch = ["-m", "torch.distributed.run", "--nproc_per_node", str(devices)] if torchrun else []
+    launch = ["-m", "torch.distributed.run", "--nproc_per_node", str(devices), "--master_port", str(_free_port())]
+    launch = launch if torchrun else []
     strategy = "ddp" if devices > 1 else "auto"
     return [
         sys.executable,
