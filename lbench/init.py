@@ -17,6 +17,7 @@ import contextlib
 import csv
 import io
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -32,12 +33,16 @@ from lbench.data.project import UNLABELED_DIR, ImageProject, check_class_names
 from lbench.errors import ConfigError, DataError, LbenchError
 from lbench.label import JOURNAL_NAME, import_answers, read_label_file
 from lbench.pool import LabelPool
+from lbench.stopping import STOP_FILE
 
 __all__ = ["DEFAULT_OUT", "build_parser", "main", "project_config"]
 
 #: Default project folder, inside FOLDER (excluded from the pool because it holds the index).
 DEFAULT_OUT = "lbench_project"
 _FILES = ("project.yaml", "pool.json", "index.txt", JOURNAL_NAME)
+#: What ``select`` wrote into a project (removed by ``init --force``: they describe the old pool).
+_OUTPUTS = ("proxy.ckpt", "proxy.json", STOP_FILE, "selected.csv")
+_BATCH_FILE = re.compile(r"^batch_\d+\.(csv|png|labelstudio\.json)$")
 #: A labels file at the root of FOLDER with this name is pointed out (never read without ``--labels``).
 LABELS_NAME = "labels.csv"
 
@@ -197,6 +202,7 @@ def init_project(args: argparse.Namespace) -> list[str]:
     else:  # --force: an old journal would be replayed into the new pool
         with contextlib.suppress(FileNotFoundError):
             os.remove(out / JOURNAL_NAME)
+    removed = _remove_old_outputs(out) if args.force else []
     pool.save(out / "pool.json")
     counts = pool.label_counts()
     lines = [f"warning: {w.message}" for w in caught]
@@ -230,6 +236,8 @@ def init_project(args: argparse.Namespace) -> list[str]:
         if others:
             lines.append(f"note: sub-folders that are not classes (their images are unlabeled): {', '.join(others)}")
     lines.append(f"wrote {out / 'project.yaml'}, {out / 'pool.json'} and {out / 'index.txt'}")
+    if removed:
+        lines.append(f"removed what select wrote for the old project: {', '.join(removed)}")
     budget = max(1, min(20, len(split) - pool.num_labeled))
     lines.append(f"next (cold start): lbench select -c {out / 'project.yaml'} --query TypiClust --budget {budget}")
     return lines
@@ -277,3 +285,21 @@ def _import_labels(
             )
     journal = (tmp / JOURNAL_NAME).read_bytes() if outcome.seq is not None else None
     return done, outcome.plan.count("label"), journal
+
+
+def _remove_old_outputs(out: Path) -> list[str]:
+    """``init --force``: remove the old project's proxy, stop set and batch files; the names removed.
+
+    They describe the old pool (a kept ``proxy.ckpt`` was trained on it, the batches list its items),
+    and the new batches are numbered from 1 again. Other files in the folder are left alone.
+    """
+    removed = []
+    csvs = {p.name.split(".")[0] for p in out.glob("batch_*.csv")}
+    for path in sorted(out.iterdir()):
+        batch = _BATCH_FILE.match(path.name)
+        if batch and path.suffix != ".csv" and path.name.split(".")[0] not in csvs:
+            continue  # a batch picture without its batch list: not ours (the project may sit among the images)
+        if path.is_file() and (path.name in _OUTPUTS or batch):
+            path.unlink()
+            removed.append(path.name)
+    return removed

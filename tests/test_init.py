@@ -234,10 +234,16 @@ def test_init_labels_by_index_and_force_drops_the_old_journal(photos, tmp_path, 
     assert (out / JOURNAL_NAME).exists() and LabelPool.load(out / "pool.json").num_labeled == 5
     rc, stdout, err = run_init([photos, "--classes", "cat,dog", "--out", out], capsys)
     assert rc == 2 and "already holds a project" in err
+    old = ["proxy.ckpt", "proxy.json", "stop_predictions.json", "selected.csv", "batch_001.csv", "batch_001.png",
+           "batch_001.labelstudio.json"]  # fmt: skip
+    for name in [*old, "notes.txt", "batch_notes.csv", "batch_007.png"]:  # select's, and files of the user's
+        (out / name).write_text("x")
     rc, stdout, err = run_init([photos, "--classes", "cat,dog", "--out", out, "--force"], capsys)
     assert rc == 0, err
     assert not (out / JOURNAL_NAME).exists()  # else the old answers would be replayed into the new pool
     assert LabelPool.load(out / "pool.json").num_labeled == 4
+    assert not any((out / name).exists() for name in old) and "removed what select wrote" in stdout
+    assert all((out / n).exists() for n in ("notes.txt", "batch_notes.csv", "batch_007.png"))  # not select's
 
 
 def test_init_points_out_a_labels_csv_it_does_not_read(photos, tmp_path, capsys):
