@@ -39,9 +39,8 @@ from lbench.data.pool_module import PoolDataModule
 from lbench.errors import BudgetError, ConfigError, check_positive_int
 from lbench.faults import kill_point
 from lbench.locks import LockedError, locked_dir
-from lbench.loop import ActiveLoop
 from lbench.oracle import Oracle
-from lbench.phase import pool_accuracy, record_scores, run_phase
+from lbench.phase import pool_accuracy, record_scores
 from lbench.point_eval import PointEvaluation
 from lbench.pool import LabelPool
 from lbench.records import METRICS, RoundRecord
@@ -359,6 +358,7 @@ def _run_experiment(
                     pe_records.append(rec)
                     if is_zero:
                         atomic_write_text(out / POINT_EVAL_FILE, "".join(json.dumps(r) + "\n" for r in pe_records))
+                        clear_work(arm_dir / WORK)
                     bar.update(1)
     finally:
         bar.close()
@@ -383,10 +383,11 @@ def _point_evaluate(
     L.seed_everything(phase_seed, verbose=False)
     model = point_eval.fresh_model()
     images = point_eval.datamodule(datamodule.dataset, pool, view_seed=phase_seed)
-    loop = ActiveLoop(arm, None, seed=phase_seed, pool=pool)
-    kwargs = phase_trainer_kwargs(point_eval.trainer_kwargs(trainer_kwargs), loop, arm_dir, POINT_EVAL, logger)
-    result = run_phase(model, images, kwargs, loop)
-    scores = record_scores(result.metrics, loop.pool_predictions, pool, oracle)
+    files = RoundFiles(arm_dir / WORK / POINT_EVAL)  # the round's phases without a selection
+    fresh = files.next_phase(selecting=False) == "fit"
+    kwargs = phase_trainer_kwargs(point_eval.trainer_kwargs(trainer_kwargs), arm_dir, POINT_EVAL, logger, fresh)
+    out = run_round_phases(model, images, kwargs, files, pool, arm, None, phase_seed, oracle)
+    scores = record_scores(out.metrics, out.pool_predictions, pool, oracle)
     return {
         "arm": arm.name,
         "seed": seed,
@@ -397,8 +398,8 @@ def _point_evaluate(
         "pool_acc": scores.get("pool_acc"),
         "proxy_test_acc": proxy["test_acc"],
         "proxy_pool_acc": proxy.get("pool_acc"),
-        "train_seconds": result.train_seconds,
-        "test_seconds": result.test_seconds,
+        "train_seconds": out.train_seconds,
+        "test_seconds": out.test_seconds,
     }
 
 
@@ -458,7 +459,7 @@ def _run_round(
     selecting = rnd < spec.rounds
     files = RoundFiles(arm_dir / WORK / f"round_{rnd:02d}")
     fresh = files.next_phase(selecting) == "fit"
-    kwargs = phase_trainer_kwargs(trainer_kwargs, None, arm_dir, f"round_{rnd:02d}", logger, fresh=fresh)
+    kwargs = phase_trainer_kwargs(trainer_kwargs, arm_dir, f"round_{rnd:02d}", logger, fresh=fresh)
     if getattr(datamodule, "shards_itself", False):  # one global batch sequence for any number of ranks
         kwargs["use_distributed_sampler"] = False
     is_zero = rank_zero_only.rank == 0
@@ -512,7 +513,6 @@ def _acquire(
 
 def phase_trainer_kwargs(
     trainer_kwargs: dict[str, Any],
-    loop: ActiveLoop | None,
     arm_dir: Path,
     name: str,
     logger: Logger | list[Logger] | None,
@@ -520,12 +520,10 @@ def phase_trainer_kwargs(
 ) -> dict[str, Any]:
     """The Trainer arguments of one phase (a round, or the point evaluation) of an arm and seed.
 
-    Adds ``loop`` (when given) to the callbacks; logs to ``logger``, or (unless logging is off) a
-    CSV logger in ``arm_dir/name``; when ``fresh`` (the phase starts from the beginning), removes
-    what an unfinished earlier attempt left in that folder.
+    Logs to ``logger``, or (unless logging is off) a CSV logger in ``arm_dir/name``; when ``fresh``
+    (the phase starts from the beginning), removes what an unfinished earlier attempt left in that folder.
     """
     kwargs = copy.deepcopy(trainer_kwargs)
-    kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), *([loop] if loop is not None else [])]
     phase_dir = arm_dir / name
     if fresh and rank_zero_only.rank == 0 and phase_dir.exists():
         shutil.rmtree(phase_dir)  # the logs of an unfinished attempt at this phase (resume)

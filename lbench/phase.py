@@ -1,75 +1,17 @@
-"""One training phase of a run: fit a fresh model, test it, score the pool (and maybe select).
+"""The scores a record keeps of a phase (a round, or the point evaluation): test metrics and pool accuracy.
 
-A round of ``lbench run`` and the final point evaluation are the same three Lightning calls on
-a fresh Trainer; this module holds them once, with the timings and the scores a record keeps.
+The phases themselves run in :mod:`lbench.round_phases`.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
-from typing import Any
-
-import lightning as L
 import torch
 from torch import Tensor
 
-from lbench import console
-from lbench.loop import ActiveLoop
 from lbench.oracle import Oracle
 from lbench.pool import LabelPool
 
-__all__ = ["PhaseResult", "pool_accuracy", "run_phase", "record_scores"]
-
-
-@dataclass
-class PhaseResult:
-    """What :func:`run_phase` measured.
-
-    Attributes:
-        metrics: ``trainer.test`` metrics (``test/acc``, ``test/balanced_acc``, ...).
-        train_seconds: Time in ``fit``.
-        test_seconds: Time in ``test``.
-        score_seconds: Time in ``predict`` over the pool, less the strategy's selection time.
-    """
-
-    metrics: dict[str, float]
-    train_seconds: float
-    test_seconds: float
-    score_seconds: float
-
-
-def run_phase(
-    model: L.LightningModule, datamodule: L.LightningDataModule, trainer_kwargs: dict[str, Any], loop: ActiveLoop
-) -> PhaseResult:
-    """Fit ``model`` on a new ``L.Trainer(**trainer_kwargs)``, test it, and predict the pool through ``loop``.
-
-    ``loop`` must be among ``trainer_kwargs["callbacks"]``; after the call it holds the pool's
-    predictions (and the selection when it has a budget). ``console.where`` names each step, so
-    an interrupt says where it happened.
-    """
-    trainer = L.Trainer(**trainer_kwargs)
-    where = console.where["at"]
-    t0 = time.perf_counter()
-    console.where["at"] = f"{where} (fit)"
-    trainer.fit(model, datamodule=datamodule)
-    console.check_interrupt()
-    t1 = time.perf_counter()
-    console.where["at"] = f"{where} (test)"
-    metrics = trainer.test(model, datamodule=datamodule, verbose=False)[0]
-    console.check_interrupt()
-    t2 = time.perf_counter()
-    console.where["at"] = f"{where} (score" + (")" if loop.budget is None else " and select)")
-    trainer.predict(model, datamodule=datamodule, return_predictions=False)
-    console.check_interrupt()
-    t3 = time.perf_counter()
-    console.where["at"] = where
-    return PhaseResult(
-        metrics={k: float(v) for k, v in metrics.items()},
-        train_seconds=round(t1 - t0, 4),
-        test_seconds=round(t2 - t1, 4),
-        score_seconds=round(t3 - t2 - loop.select_seconds, 4),
-    )
+__all__ = ["pool_accuracy", "record_scores"]
 
 
 def record_scores(

@@ -13,7 +13,8 @@ select    ``selection.json`` (chosen pool indices)    acquire (every rank)
 ========  ==========================================  =====================================
 
 The driver then acquires (the oracle's labels into ``pool.json``, the record into
-``rounds.jsonl``) and the folder is removed. A run killed anywhere restarts the round at its first
+``rounds.jsonl``) and the folder is removed. The point evaluation runs the same phases without a
+selection, in ``<arm>/seed_<s>/work/point_eval/``. A run killed anywhere restarts the round at its first
 missing output (:meth:`RoundFiles.next_phase`, decided once per round, the same on every rank), so
 a long selection is never redone because of a kill after it, and a kill during it redoes only it.
 
@@ -165,7 +166,8 @@ def run_round_phases(
     selecting = budget is not None
     start = files.next_phase(selecting)
     after = after or (lambda phase: None)
-    writer = ScoreShardWriter(files.scores, score_dtype, embeddings=getattr(query, "requires_embeddings", True))
+    keep = selecting and getattr(query, "requires_embeddings", True)  # a phase that selects nothing needs none
+    writer = ScoreShardWriter(files.scores, score_dtype, embeddings=keep)
     kwargs = dict(trainer_kwargs)
     kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), writer]
     trainer = L.Trainer(**kwargs)

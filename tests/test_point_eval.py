@@ -73,6 +73,7 @@ def test_point_eval_records_each_arm_beside_the_proxy(evaluated):
         assert 40 / pool_size <= rec["pool_acc"] <= 1.0
         assert 0.0 <= rec["test_acc"] <= 1.0 and rec["train_seconds"] > 0
         assert (out / rec["arm"] / "seed_0" / "point_eval" / "metrics.csv").exists()  # its own logs
+        assert not (out / rec["arm"] / "seed_0" / "work").exists()  # its phase outputs are removed when recorded
     assert json.loads((out / "run.json").read_text())["point_eval"]["point_eval.init_args.max_epochs"] == 2
 
 
