@@ -21,9 +21,8 @@ Test split conventions (``test_part``):
 
 from __future__ import annotations
 
-import os
 import pickle
-from functools import cache, partial
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -32,7 +31,7 @@ import torch
 from torch import Tensor
 
 from lbench.data.base import ArraySplit, PoolDataset, subset_indices
-from lbench.data.manifest import file_sha256
+from lbench.data.manifest import file_sha256, read_once
 from lbench.errors import DataError
 
 __all__ = ["CIFAR10", "CIFAR100", "TestPart", "labelbench_halves"]
@@ -241,16 +240,12 @@ def _get(d: dict, key: str) -> Any:
 
 
 def _cached_pickle(path: Path) -> dict:
-    try:
-        st = os.stat(path)
-    except OSError as e:
-        raise DataError(f"cannot read CIFAR file {path}: {e}") from e
-    return _read_pickle(str(path), st.st_size, st.st_mtime_ns)
+    """A CIFAR batch file, read once per process for each ``(path, size, mtime)``."""
+    return read_once(path, _read_pickle, "CIFAR file")
 
 
-@cache
-def _read_pickle(path: str, size: int, mtime_ns: int) -> dict:
-    """A CIFAR batch (memoised per path, size and mtime)."""
+def _read_pickle(path: str) -> dict:
+    """A CIFAR batch file's dict."""
     try:
         with open(path, "rb") as f:
             d = pickle.load(f, encoding="latin1")  # noqa: S301  (the data set's own format)

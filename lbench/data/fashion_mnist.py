@@ -8,9 +8,8 @@ first image access only, so a run whose embeddings are cached never decodes them
 from __future__ import annotations
 
 import gzip
-import os
 import zlib
-from functools import cache, partial
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ import torch
 from torch import Tensor
 
 from lbench.data.base import ArraySplit, PoolDataset, subset_indices
-from lbench.data.manifest import file_sha256
+from lbench.data.manifest import file_sha256, read_once
 from lbench.errors import DataError
 
 __all__ = ["FashionMNIST", "read_idx"]
@@ -154,15 +153,10 @@ def _files(root: str, split: str) -> tuple[Path, Path]:
 
 def _cached_idx(path: Path) -> np.ndarray:
     """:func:`read_idx`, memoised per ``(path, size, mtime)`` in this process."""
-    try:
-        st = os.stat(path)
-    except OSError as e:
-        raise DataError(f"cannot read IDX file {path}: {e}") from e
-    return _read_idx_memo(str(path), st.st_size, st.st_mtime_ns)
+    return read_once(path, _read_idx_at, "IDX file")
 
 
-@cache
-def _read_idx_memo(path: str, size: int, mtime_ns: int) -> np.ndarray:
+def _read_idx_at(path: str) -> np.ndarray:
     return read_idx(Path(path))
 
 

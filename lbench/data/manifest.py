@@ -11,15 +11,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["digest_json", "digest_strings", "digest_tensor", "file_sha256"]
+from lbench.errors import DataError
+
+__all__ = ["digest_json", "digest_strings", "digest_tensor", "file_sha256", "read_once"]
+
+T = TypeVar("T")
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -39,6 +43,28 @@ def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()[:16]
+
+
+def read_once(path: str | os.PathLike[str], reader: Callable[[str], T], what: str) -> T:
+    """``reader(path)``, called once per process for each ``(path, size, mtime)`` (a data set's source files).
+
+    ``reader`` must be a module-level function (it is part of the memo's key). An edited or
+    replaced file is read again.
+
+    Raises:
+        DataError: The file cannot be found or read (``cannot read <what> <path>: ...``); whatever
+            ``reader`` raises.
+    """
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise DataError(f"cannot read {what} {path}: {e}") from e
+    return _read_once(reader, str(path), st.st_size, st.st_mtime_ns)
+
+
+@cache
+def _read_once(reader: Callable[[str], Any], path: str, size: int, mtime_ns: int) -> Any:
+    return reader(path)
 
 
 def digest_tensor(x: Tensor | np.ndarray) -> str:
