@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -47,30 +46,16 @@ from sklearn.metrics import pairwise_distances, pairwise_distances_chunked
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _machine import cpu_name, proc_status_kib, reset_peak_rss  # noqa: E402
+
 from lbench.strategies.badge import badge_kmeanspp  # noqa: E402
 from lbench.strategies.coreset import k_center_greedy  # noqa: E402
 
 # --------------------------------------------------------------------------- memory
 
 
-def _proc_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
-
-
-def _reset_peak() -> None:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-
-
 def _peak_gib() -> float:
-    return _proc_kib("VmHWM") / 2**20
+    return (proc_status_kib("VmHWM") or 0) / 2**20
 
 
 def _available_gib() -> float:
@@ -173,38 +158,17 @@ def _timed(fn: Callable[[], object]) -> tuple[float, object]:
 def ours_badge_steps(steps: int, seed: int = 0, **source: object) -> tuple[float, float, float]:
     """Time lbench's BADGE pick directly: ``(setup seconds, median seconds per pick, peak RSS GiB)``.
 
-    The loop body of :func:`lbench.strategies.sharded.sharded_kmeanspp` (world size 1): a D² draw
-    from the float64 cumulative sum, the chosen row, the fused update of the running minima.
+    The picks of :func:`ours_badge_stepper`; setup is the building of the factors (``_BadgeSource``).
     """
-    from lbench.strategies.badge import _REL_TOL_EPS
-    from lbench.strategies.sharded import _badge_update, _BadgeSource
-
-    _reset_peak()
-    t0 = time.perf_counter()
-    src = _BadgeSource(**source)  # type: ignore[arg-type]
-    setup = time.perf_counter() - t0
-    n, sd = src.n, src.sd
-    tol = _REL_TOL_EPS * torch.finfo(sd).eps
-    min_sq = torch.empty(n, dtype=torch.float64)
-    cum = torch.empty(n, dtype=torch.float64)
-    longest = max(e - s for s, e, _ in src.blocks)
-    bufs = (torch.empty(longest, dtype=sd), torch.empty(longest, dtype=sd))
-    gen = torch.Generator().manual_seed(seed)
-    idx = int(torch.argmax(src.sq_norm))
-    qc, hc = src.row(idx)
-    _badge_update(src, qc, hc, src.sq_norm[idx], min_sq, tol, bufs, fill=True)
-    min_sq[idx] = 0.0
+    reset_peak_rss()
+    timings: dict[str, float] = {}
+    step = ours_badge_stepper(seed, timings=timings, **source)
     times = []
     for _ in range(steps):
         t0 = time.perf_counter()
-        torch.cumsum(min_sq, 0, out=cum)
-        u = torch.rand((), generator=gen, dtype=torch.float64)
-        idx = min(int(torch.searchsorted(cum, (u * cum[-1]).reshape(1), right=True)), n - 1)
-        qc, hc = src.row(idx)
-        _badge_update(src, qc, hc, src.sq_norm[idx], min_sq, tol, bufs)
-        min_sq[idx] = 0.0
+        step()
         times.append(time.perf_counter() - t0)
-    return setup, float(np.median(times)), _peak_gib()
+    return timings["setup"], float(np.median(times)), _peak_gib()
 
 
 def lb_badge_stepper(q: np.ndarray, h: np.ndarray, seed: int = 0) -> Callable[[], object]:
@@ -221,12 +185,21 @@ def lb_badge_stepper(q: np.ndarray, h: np.ndarray, seed: int = 0) -> Callable[[]
     return step
 
 
-def ours_badge_stepper(seed: int = 0, **source: object) -> Callable[[], object]:
-    """One lbench BADGE pick per call: the loop body of ``sharded_kmeanspp`` at world size 1."""
+def ours_badge_stepper(
+    seed: int = 0, timings: dict[str, float] | None = None, **source: object
+) -> Callable[[], object]:
+    """One lbench BADGE pick per call: the loop body of ``sharded_kmeanspp`` at world size 1.
+
+    A D² draw from the float64 cumulative sum, the chosen row, the fused update of the running
+    minima. ``timings["setup"]`` (when given) gets the seconds spent building the factors.
+    """
     from lbench.strategies.badge import _REL_TOL_EPS
     from lbench.strategies.sharded import _badge_update, _BadgeSource
 
+    t0 = time.perf_counter()
     src = _BadgeSource(**source)  # type: ignore[arg-type]
+    if timings is not None:
+        timings["setup"] = time.perf_counter() - t0
     n, sd = src.n, src.sd
     tol = _REL_TOL_EPS * torch.finfo(sd).eps
     min_sq = torch.empty(n, dtype=torch.float64)
@@ -388,7 +361,7 @@ def part_100k(table: Table, args: argparse.Namespace) -> None:
         ("float32", "f32", "read32", torch.float32),
         ("bfloat16", "bf16", "read16", torch.bfloat16),
     ):
-        _reset_peak()
+        reset_peak_rss()
         total, out = _timed(
             lambda sd=sd: badge_kmeanspp(probs, emb, budget, torch.Generator().manual_seed(0), storage_dtype=sd)
         )
@@ -404,7 +377,7 @@ def part_100k(table: Table, args: argparse.Namespace) -> None:
     }
     med = interleaved(steppers, rounds)
     table.add(size, "Coreset", "LabelBench kernel (sklearn)", med["lb"], None, None, budget, None, note)
-    _reset_peak()
+    reset_peak_rss()
     total, out = _timed(lambda: k_center_greedy(emb, labeled, budget))
     _, _, lb_cs = labelbench_coreset_steps(emb.numpy(), labeled.numpy(), 50)
     same = sum(int(a) == b for a, b in zip(out[: len(lb_cs)].tolist(), lb_cs, strict=True))
@@ -435,7 +408,7 @@ def part_imagenet(table: Table, args: argparse.Namespace) -> None:
     if not args.stream_only:
         # LabelBench: float32 numpy factors (7.7 GB)
         q_np, h_np = _lb_factors(probs, emb)
-        _reset_peak()
+        reset_peak_rss()
         lb_step, lb_picks = labelbench_badge_steps(q_np, h_np, 1 + steps)
         table.add(size, "BADGE", "LabelBench kernel (numpy f32/f64)", lb_step, None, None, budget, _peak_gib(),
                   f"{steps} steps, extrapolated")  # fmt: skip
@@ -466,17 +439,6 @@ def part_imagenet(table: Table, args: argparse.Namespace) -> None:
                 )
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", nargs="+", default=["100k", "1.28M"], choices=["100k", "1.28M"])
@@ -490,7 +452,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(
-        f"machine: {_cpu_name()}, {os.cpu_count()} CPU cores, {_available_gib():.1f} GiB available, torch "
+        f"machine: {cpu_name()}, {os.cpu_count()} CPU cores, {_available_gib():.1f} GiB available, torch "
         f"{torch.__version__}, numpy {np.__version__}, {args.threads} torch threads, load {os.getloadavg()[0]:.2f}\n"
     )
     table = Table()

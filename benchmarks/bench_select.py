@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -35,31 +34,17 @@ from sklearn.metrics import pairwise_distances, pairwise_distances_chunked
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _machine import cpu_name, proc_status_kib, reset_peak_rss  # noqa: E402
+
 from lbench.strategies.badge import badge_kmeanspp  # noqa: E402
 from lbench.strategies.coreset import k_center_greedy  # noqa: E402
 
 # --------------------------------------------------------------------------- memory measurement
 
 
-def _proc_kib(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
 def _reset_cpu_peak() -> int | None:
     """Reset the peak RSS (Linux ``clear_refs``); return the current RSS in KiB (``None``: unsupported)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        return None
-    return _proc_kib("VmRSS")
+    return proc_status_kib("VmRSS") if reset_peak_rss() else None
 
 
 def measure(fn: Callable[[], object], device: str, repeat: int) -> tuple[float, float | None, object]:
@@ -82,7 +67,7 @@ def measure(fn: Callable[[], object], device: str, repeat: int) -> tuple[float, 
         if device == "cuda":
             peak = (torch.cuda.max_memory_allocated() - base) / 2**20
         else:
-            hwm = _proc_kib("VmHWM")
+            hwm = proc_status_kib("VmHWM")
             peak = None if base is None or hwm is None else (hwm - base) / 1024
     return best, peak, result
 
@@ -219,17 +204,6 @@ def run_size(n: int, k: int, d: int, budget: int, args: argparse.Namespace) -> l
     return rows
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _parse_size(text: str) -> tuple[int, int, int, int]:
     parts = [int(p) for p in text.lower().split("x")]
     if len(parts) != 4:
@@ -251,7 +225,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     gpu = f", GPU {torch.cuda.get_device_name()}" if args.device == "cuda" else ""
     print(
-        f"machine: {_cpu_name()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
+        f"machine: {cpu_name()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
         f"numpy {np.__version__}, {args.threads} torch threads{gpu}\n"
     )
     print("| pool (n x K x d, budget) | algorithm | implementation | seconds | peak extra MiB | speed-up | check |")
