@@ -118,7 +118,6 @@ class RoundOutputs:
         select_seconds: Time of the strategy (0 when not selecting).
         selected: Chosen pool indices (empty when not selecting), on every rank.
         pool_predictions: ``[pool size]`` predicted classes (rank 0 only; None elsewhere).
-        first_phase: The phase this attempt started at (``fit`` for an uninterrupted round).
     """
 
     metrics: dict[str, float]
@@ -128,7 +127,6 @@ class RoundOutputs:
     select_seconds: float
     selected: Tensor
     pool_predictions: Tensor | None
-    first_phase: str
 
 
 def run_round_phases(
@@ -257,7 +255,6 @@ def run_round_phases(
         select_seconds=select_seconds,
         selected=selected,
         pool_predictions=predicted_classes(rows, pool.size) if rows is not None else None,
-        first_phase=start,
     )
 
 
